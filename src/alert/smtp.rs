@@ -1,0 +1,133 @@
+//! The SMTP notifier (lettre): STARTTLS or implicit TLS, login, several recipients, one plain-text mail per
+//! message with a stable Message-ID (so a resend after a crash is recognisable as the same mail).
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::Message;
+use super::config::{SmtpConfig, SmtpTls};
+
+/// Sends messages through one SMTP server.
+pub struct SmtpNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    timeout: Duration,
+}
+
+impl SmtpNotifier {
+    /// Builds the transport (no connection yet).
+    pub fn new(c: &SmtpConfig) -> Result<SmtpNotifier, String> {
+        let port = c.port.unwrap_or(match c.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        });
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(c.host.as_str())
+            .port(port)
+            .timeout(Some(c.timeout));
+        if c.tls != SmtpTls::None {
+            let mut params = TlsParameters::builder(c.host.clone());
+            if let Some(path) = &c.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| {
+                    format!("ca_file {} is not a PEM certificate: {e}", path.display())
+                })?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| format!("TLS settings: {e}"))?;
+            builder = builder.tls(match c.tls {
+                SmtpTls::Starttls => Tls::Required(params),
+                _ => Tls::Wrapper(params),
+            });
+        }
+        if let (Some(user), Some(password)) = (&c.username, &c.password) {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        let from: Mailbox = c
+            .from
+            .parse()
+            .map_err(|e| format!("from {:?}: {e}", c.from))?;
+        let to =
+            c.to.iter()
+                .map(|t| t.parse().map_err(|e| format!("to {t:?}: {e}")))
+                .collect::<Result<Vec<Mailbox>, String>>()?;
+        Ok(SmtpNotifier {
+            transport: builder.build(),
+            from,
+            to,
+            timeout: c.timeout,
+        })
+    }
+
+    /// Sends one message; the whole exchange is bounded by the timeout.
+    pub async fn deliver(&self, message: &Message) -> Result<(), String> {
+        let email = build_email(message, &self.from, &self.to)?;
+        match tokio::time::timeout(self.timeout, self.transport.send(email)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            )),
+        }
+    }
+}
+
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The RFC 5322 mail for a message: Date, a stable Message-ID, the severity-prefixed subject, plain text.
+pub fn build_email(
+    message: &Message,
+    from: &Mailbox,
+    to: &[Mailbox],
+) -> Result<lettre::Message, String> {
+    let mut builder = lettre::Message::builder()
+        .from(from.clone())
+        .subject(message.full_subject())
+        .date(message.created_at)
+        .message_id(Some(format!(
+            "<tend.{}.{}@{}>",
+            message.id,
+            crate::store::millis(message.created_at),
+            host_name()
+        )))
+        .header(ContentType::TEXT_PLAIN);
+    for t in to {
+        builder = builder.to(t.clone());
+    }
+    builder
+        .body(message.body.clone())
+        .map_err(|e| format!("cannot build the mail: {e}"))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "tend.localhost".into())
+}

@@ -1,0 +1,70 @@
+//! `tend run`: assembles the parts the config enables and runs them until a signal.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::Alerter;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::web::Web;
+
+/// Where the running config came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file.
+    File(PathBuf),
+    /// The embedded demo.
+    Demo,
+}
+
+/// The embedded demo config (`src/demo.toml`).
+pub const DEMO_CONFIG: &str = include_str!("demo.toml");
+
+/// The shared handles every part gets.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The config.
+    pub config: std::sync::Arc<Config>,
+    /// The store.
+    pub store: Store,
+    /// Prometheus registry.
+    pub metrics: Metrics,
+    /// Alert sink.
+    pub alerter: Alerter,
+}
+
+/// How long in-flight work gets after a stop signal.
+pub const GRACE: Duration = Duration::from_secs(8);
+
+/// Runs every enabled part until `shutdown`, then stops them within [`GRACE`].
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let config = ctx.config.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.web.enabled {
+        let web = Web::new(config.web.clone(), ctx.metrics.clone());
+        let bound = web.bind().await?;
+        let addr = bound.local_addr().context("reading the bound address")?;
+        crate::notice!(url = %format!("http://{addr}/"), "Status page up");
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = bound.run(token).await {
+                tracing::error!(%error, "Web server stopped");
+            }
+        });
+    }
+    shutdown.cancelled().await;
+    let drained =
+        tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            "Some parts did not stop within {}s; leaving them",
+            GRACE.as_secs()
+        );
+        tasks.abort_all();
+    }
+    Ok(())
+}

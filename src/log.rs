@@ -1,0 +1,583 @@
+//! The proactive logger: six levels on top of `tracing`, console lines, and the [`AlertLayer`] that mails every
+//! error with the log lines that led to it.
+//!
+//! `notice` and `fatal` do not exist in `tracing`; they are `info` and `error` events carrying a marker field
+//! (`notice = true`, `fatal = true`) that the layer reads back. Any program using `tracing` gets alerting by
+//! adding one layer: `registry().with(AlertLayer::new(alerter, &config))`. The layer keeps a ring buffer of the
+//! last `context_lines` lines of every level, debug too, even when they are not printed, and attaches it to the
+//! alert. Events carrying `alert = false` (the alerter's own delivery failures) are printed but never alerted,
+//! so a failing notifier cannot feed itself.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+
+use crate::alert::{Alert, Alerter};
+use crate::config::Invalid;
+
+/// The six levels, least to most serious.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Detail for whoever debugs.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Normal but significant: an action was taken (scaled, deployed).
+    Notice,
+    /// Something is off but handled.
+    Warning,
+    /// Someone must act.
+    Error,
+    /// The program cannot go on and exits.
+    Fatal,
+}
+
+impl Level {
+    /// Lowercase name, as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Notice => "notice",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+
+    /// Uppercase name, as printed and in alert subjects.
+    pub fn as_upper(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Notice => "NOTICE",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+            Level::Fatal => "FATAL",
+        }
+    }
+
+    /// Parses a name (as in the config; `warn` is accepted too).
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Level::Debug,
+            "info" => Level::Info,
+            "notice" => Level::Notice,
+            "warning" | "warn" => Level::Warning,
+            "error" => Level::Error,
+            "fatal" => Level::Fatal,
+            _ => return None,
+        })
+    }
+
+    fn of(meta: &Metadata<'_>, marks: &Marks) -> Level {
+        match *meta.level() {
+            tracing::Level::TRACE | tracing::Level::DEBUG => Level::Debug,
+            tracing::Level::INFO if marks.notice => Level::Notice,
+            tracing::Level::INFO => Level::Info,
+            tracing::Level::WARN => Level::Warning,
+            tracing::Level::ERROR if marks.fatal => Level::Fatal,
+            tracing::Level::ERROR => Level::Error,
+        }
+    }
+}
+
+/// Console line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-11-26T11:06:05.123Z NOTICE message key=value`.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: console logging and which levels become alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Lowest level printed: debug, info, notice, warning, error, fatal.
+    #[serde(default = "default_level")]
+    pub level: Level,
+    /// Lowest level mailed to the team.
+    #[serde(default = "default_alert_from")]
+    pub alert_from: Level,
+    /// Recent log lines (all levels) attached to each alert.
+    #[serde(default = "default_context_lines")]
+    pub context_lines: usize,
+    /// `text` or `json`.
+    #[serde(default = "default_format")]
+    pub format: LogFormat,
+}
+
+fn default_level() -> Level {
+    Level::Info
+}
+fn default_alert_from() -> Level {
+    Level::Error
+}
+fn default_context_lines() -> usize {
+    20
+}
+fn default_format() -> LogFormat {
+    LogFormat::Text
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_level(),
+            alert_from: default_alert_from(),
+            context_lines: default_context_lines(),
+            format: default_format(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Pure checks.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if self.context_lines > 10_000 {
+            out.push(Invalid::new("log.context_lines", "must be at most 10000"));
+        }
+        if self.alert_from < Level::Warning {
+            out.push(Invalid::new(
+                "log.alert_from",
+                "must be warning, error or fatal (lower levels would flood the inbox)",
+            ));
+        }
+        out
+    }
+}
+
+/// Logs at debug: `tend::log::debug!("x = {}", x)`.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)+) => { ::tracing::debug!($($arg)+) };
+}
+
+/// Logs at info.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)+) => { ::tracing::info!($($arg)+) };
+}
+
+/// Logs at notice: normal but significant (an action was taken).
+#[macro_export]
+macro_rules! notice {
+    ($($arg:tt)+) => { ::tracing::info!(notice = true, $($arg)+) };
+}
+
+/// Logs at warning.
+#[macro_export]
+macro_rules! warning {
+    ($($arg:tt)+) => { ::tracing::warn!($($arg)+) };
+}
+
+/// Logs at error: with an [`AlertLayer`] installed, this mails the team.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)+) => { ::tracing::error!($($arg)+) };
+}
+
+/// Logs at fatal, flushes pending alerts (bounded wait), and exits with status 1.
+#[macro_export]
+macro_rules! fatal {
+    ($($arg:tt)+) => {{
+        ::tracing::error!(fatal = true, $($arg)+);
+        $crate::log::fatal_exit()
+    }};
+}
+
+pub use crate::{debug, error, fatal, info, notice, warning};
+
+static FATAL_ALERTER: OnceLock<Alerter> = OnceLock::new();
+
+/// How long `fatal!` waits for pending alerts to go out.
+pub const FATAL_FLUSH: Duration = Duration::from_secs(10);
+
+/// Flushes alerts (when an [`AlertLayer`] was installed) and exits with status 1. Called by `fatal!`.
+pub fn fatal_exit() -> ! {
+    if let Some(alerter) = FATAL_ALERTER.get() {
+        let alerter = alerter.clone();
+        // Flush from a fresh thread: the caller may be inside an async runtime that must not block.
+        let _ = std::thread::spawn(move || alerter.flush(FATAL_FLUSH)).join();
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(1)
+}
+
+#[derive(Default)]
+struct Marks {
+    notice: bool,
+    fatal: bool,
+    no_alert: bool,
+}
+
+/// Collects an event's message and fields as `message key=value ...`.
+struct Fields<'a> {
+    message: &'a mut String,
+    fields: &'a mut String,
+    marks: Marks,
+}
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            name => {
+                self.fields.push(' ');
+                self.fields.push_str(name);
+                self.fields.push('=');
+                let _ = write!(self.fields, "{value:?}");
+            }
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.fields.push(' ');
+            self.fields.push_str(field.name());
+            self.fields.push('=');
+            if value.is_empty() || value.contains([' ', '"', '=']) {
+                let _ = write!(self.fields, "{value:?}");
+            } else {
+                self.fields.push_str(value);
+            }
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        match field.name() {
+            "notice" => self.marks.notice = value,
+            "fatal" => self.marks.fatal = value,
+            "alert" => self.marks.no_alert = !value,
+            _ => self.record_debug(field, &value),
+        }
+    }
+}
+
+/// Where console lines go.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    /// Lowest level printed.
+    pub level: Level,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+}
+
+/// A `tracing` layer that prints console lines (optional), keeps the ring buffer of recent lines, and turns
+/// events at or above `alert_from` into alerts.
+pub struct AlertLayer {
+    alerter: Option<Alerter>,
+    alert_from: Level,
+    console: Option<Console>,
+    ring: Arc<Mutex<Ring>>,
+    ring_capacity: usize,
+}
+
+struct Ring {
+    lines: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Ring {
+    fn push(&mut self, line: &str) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut slot = if self.lines.len() >= self.capacity {
+            self.lines.pop_front().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        slot.clear();
+        slot.push_str(line);
+        self.lines.push_back(slot);
+    }
+}
+
+thread_local! {
+    static BUFFERS: std::cell::RefCell<(String, String, String)> =
+        const { std::cell::RefCell::new((String::new(), String::new(), String::new())) };
+}
+
+/// Dependencies whose debug events are not kept unless the console shows debug: they are chatty and rarely
+/// what an alert needs.
+const NOISY: &[&str] = &[
+    "hyper",
+    "h2",
+    "rustls",
+    "aws_",
+    "reqwest",
+    "tower",
+    "axum",
+    "lettre",
+    "openssh",
+    "mio",
+    "tokio",
+    "want",
+    "runtime::resource",
+];
+
+impl AlertLayer {
+    /// A layer that alerts through `alerter` as `config` says, without console output.
+    pub fn new(alerter: Alerter, config: &LogConfig) -> AlertLayer {
+        let _ = FATAL_ALERTER.set(alerter.clone());
+        AlertLayer {
+            alerter: Some(alerter),
+            alert_from: config.alert_from,
+            console: None,
+            ring: Arc::new(Mutex::new(Ring {
+                lines: VecDeque::with_capacity(config.context_lines),
+                capacity: config.context_lines,
+            })),
+            ring_capacity: config.context_lines,
+        }
+    }
+
+    /// A console-only layer (no alerting), for commands that run before or without a store.
+    pub fn console_only(console: Console) -> AlertLayer {
+        AlertLayer {
+            alerter: None,
+            alert_from: Level::Fatal,
+            console: Some(console),
+            ring: Arc::new(Mutex::new(Ring {
+                lines: VecDeque::new(),
+                capacity: 0,
+            })),
+            ring_capacity: 0,
+        }
+    }
+
+    /// Also prints console lines: text or JSON, warning and above on stderr.
+    pub fn with_console(mut self, console: Console) -> AlertLayer {
+        self.console = Some(console);
+        self
+    }
+
+    fn keeps_debug(&self, target: &str) -> bool {
+        self.console.is_some_and(|c| c.level == Level::Debug)
+            || !NOISY.iter().any(|n| target.starts_with(n))
+    }
+
+    fn format_line(
+        out: &mut String,
+        format: LogFormat,
+        level: Level,
+        meta: &Metadata<'_>,
+        message: &str,
+        fields: &str,
+    ) {
+        out.clear();
+        let now = humantime::format_rfc3339_millis(SystemTime::now());
+        match format {
+            LogFormat::Text => {
+                let _ = write!(out, "{now} {:<7} {message}{fields}", level.as_upper());
+            }
+            LogFormat::Json => {
+                let line = serde_json::json!({
+                    "time": now.to_string(),
+                    "level": level.as_str(),
+                    "target": meta.target(),
+                    "message": message,
+                    "fields": fields.trim_start(),
+                });
+                out.push_str(&line.to_string());
+            }
+        }
+        out.push('\n');
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for AlertLayer {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if self.enabled_for(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.enabled_for(meta)
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        BUFFERS.with(|cell| {
+            let Ok(mut bufs) = cell.try_borrow_mut() else {
+                return;
+            };
+            let (message, fields, line) = &mut *bufs;
+            message.clear();
+            fields.clear();
+            let mut visitor = Fields {
+                message,
+                fields,
+                marks: Marks::default(),
+            };
+            event.record(&mut visitor);
+            let marks = visitor.marks;
+            let meta = event.metadata();
+            let level = Level::of(meta, &marks);
+            let format = self.console.map_or(LogFormat::Text, |c| c.format);
+            Self::format_line(line, format, level, meta, message, fields);
+            if let Some(console) = self.console {
+                if level >= console.level {
+                    if level >= Level::Warning {
+                        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                    } else {
+                        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+                    }
+                }
+            }
+            if self.ring_capacity == 0 && self.alerter.is_none() {
+                return;
+            }
+            let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+            if level >= self.alert_from && !marks.no_alert {
+                if let Some(alerter) = &self.alerter {
+                    let context: Vec<&str> = ring.lines.iter().map(|l| l.trim_end()).collect();
+                    alerter.send(build_alert(level, meta, message, fields, &context));
+                }
+            }
+            if ring.capacity > 0 {
+                ring.push(line);
+            }
+        });
+    }
+}
+
+impl AlertLayer {
+    fn enabled_for(&self, meta: &Metadata<'_>) -> bool {
+        let level = match *meta.level() {
+            tracing::Level::TRACE => return false,
+            tracing::Level::DEBUG => Level::Debug,
+            tracing::Level::INFO => Level::Info,
+            tracing::Level::WARN => Level::Warning,
+            tracing::Level::ERROR => Level::Error,
+        };
+        if level == Level::Debug && !self.keeps_debug(meta.target()) {
+            return false;
+        }
+        // notice and fatal share info's and error's tracing level, so compare at that grain.
+        let coarse = |l: Level| match l {
+            Level::Notice => Level::Info,
+            Level::Fatal => Level::Error,
+            l => l,
+        };
+        let console = self.console.is_some_and(|c| level >= coarse(c.level));
+        let alert = self.alerter.is_some() && level >= coarse(self.alert_from);
+        console || self.ring_capacity > 0 || alert
+    }
+}
+
+fn build_alert(
+    level: Level,
+    meta: &Metadata<'_>,
+    message: &str,
+    fields: &str,
+    context: &[&str],
+) -> Alert {
+    let file = meta.file().unwrap_or("?");
+    let line = meta.line().unwrap_or(0);
+    let mut subject: String = message.chars().take(150).collect();
+    if subject.is_empty() {
+        subject = format!("{} in {}", level.as_upper(), meta.target());
+    }
+    let mut body = String::new();
+    let _ = writeln!(body, "{message}");
+    if !fields.is_empty() {
+        let _ = writeln!(body, "\nFields:{fields}");
+    }
+    let _ = writeln!(body, "\nAt {file}:{line} ({})", meta.target());
+    let _ = writeln!(body, "Host: {}", host());
+    if !context.is_empty() {
+        let _ = writeln!(body, "\nThe {} log lines before it:", context.len());
+        for l in context {
+            let _ = writeln!(body, "  {l}");
+        }
+    }
+    Alert {
+        key: format!(
+            "Log{}:{file}:{line}",
+            if level == Level::Fatal {
+                "Fatal"
+            } else {
+                "Error"
+            }
+        ),
+        severity: level,
+        subject,
+        body,
+    }
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_order_and_parse() {
+        assert!(
+            Level::Debug < Level::Info
+                && Level::Notice < Level::Warning
+                && Level::Error < Level::Fatal
+        );
+        for l in [
+            Level::Debug,
+            Level::Info,
+            Level::Notice,
+            Level::Warning,
+            Level::Error,
+            Level::Fatal,
+        ] {
+            assert_eq!(Level::parse(l.as_str()), Some(l));
+        }
+        assert_eq!(Level::parse("warn"), Some(Level::Warning));
+        assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn ring_keeps_the_last_lines() {
+        let mut r = Ring {
+            lines: VecDeque::new(),
+            capacity: 2,
+        };
+        for l in ["a", "b", "c"] {
+            r.push(l);
+        }
+        assert_eq!(
+            r.lines.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+    }
+
+    #[test]
+    fn alert_from_below_warning_is_refused() {
+        let c = LogConfig {
+            alert_from: Level::Info,
+            ..LogConfig::default()
+        };
+        assert_eq!(c.validate().len(), 1);
+    }
+}
