@@ -34,5 +34,7 @@ pub mod config;
 pub mod log;
 pub mod metrics;
 pub mod runtime;
+pub mod scale;
+pub mod sim;
 pub mod store;
 pub mod web;

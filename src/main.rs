@@ -76,6 +76,10 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
+    ///
+    /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
+    Simulate(tend::sim::SimulateArgs),
     /// Print a shell completion script.
     ///
     /// Example: tend completions zsh > ~/.zfunc/_tend
@@ -133,6 +137,20 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
         clap_complete::generate(shell, &mut Cli::command(), "tend", &mut std::io::stdout());
         return Ok(0);
     }
+    if let Command::Simulate(args) = &cli.command {
+        // Pure computation on a trace file: needs no config, store or runtime.
+        return match tend::sim::run(args, &mut std::io::stdout().lock()) {
+            Ok(_) => Ok(0),
+            Err(e) => Err(Failure {
+                code: if matches!(e, tend::sim::SimError::Output { .. }) {
+                    3
+                } else {
+                    2
+                },
+                error: e.into(),
+            }),
+        };
+    }
     let (config, source) = load_config(cli.config.as_deref())?;
     let console = Console {
         level: cli.log_level.unwrap_or(config.log.level),
@@ -184,7 +202,7 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(u8::from(failed))
         }),
-        Command::Completions { .. } => Ok(0),
+        Command::Completions { .. } | Command::Simulate(_) => Ok(0),
     }
 }
 

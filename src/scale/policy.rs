@@ -1,0 +1,510 @@
+//! tend's scaling policy: a pure, deterministic function of what was observed, the config and the time.
+//!
+//! The core is the seed's rule: add when the median load is above `high`; remove one instance only when the
+//! *predicted* load after the removal, `median · n / (n − 1)`, stays below `low`, so the fleet runs at 80–90 %
+//! without ping-pong. Around it:
+//!
+//! - **Booting is capacity on the way.** An instance without data that is pending or younger than `boot_grace`
+//!   counts towards the fleet size (so one shortfall gets one action) but not towards the median (never as 0 %).
+//!   A running instance past `boot_grace` without data is *missing*; when more than half the fleet is missing the
+//!   policy holds and says so.
+//! - **Proportional scale-up.** Enough instances are added at once to bring the median into the band
+//!   (`ceil(median · n / high)`), capped by `max` and `max_step`, at least one.
+//! - **Forecast headroom** (`predictive`, on by default). The policy keeps capacity for the current demand plus
+//!   the rise demand may take before new capacity could serve: a high quantile of the rises it has *seen* over
+//!   that horizon at similar load levels (see [`crate::scale::forecast`]). It adds when that forecast exceeds the
+//!   fleet, and removes only when the forecast also fits the smaller fleet under `high`.
+//! - **Saturation.** A median at or above `saturated` means the true demand is unknown (CPU cannot show more than
+//!   100 %): the fleet is multiplied by `surge` in one step, so a sudden multiple of the demand is met within one
+//!   boot instead of one boot per doubling.
+//! - **Which one goes:** the most recently launched instance that reports data (ties: the greatest id). With
+//!   per-second billing the newest has the least sunk warm-up; the long-lived ones stay warm.
+//!
+//! Use: every interval call [`Policy::observe`] (it updates the memory), then [`Policy::decide`] (pure).
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::forecast::History;
+
+/// Lifecycle of an instance as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Created, not running yet.
+    Pending,
+    /// Running (it may still be booting its service).
+    Running,
+}
+
+/// One instance as observed this interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Provider id.
+    pub id: String,
+    /// When it was created.
+    pub launched_at: SystemTime,
+    /// Provider state.
+    pub state: InstanceState,
+    /// CPU load in percent averaged over the window; `None` = no data yet (never read as 0 %).
+    pub load: Option<f64>,
+}
+
+/// The fleet as observed this interval (instances with tend's prefix).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fleet {
+    /// Every instance, in any order.
+    pub instances: Vec<Observed>,
+}
+
+/// What the policy wants done this interval, with the reason in words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Do nothing.
+    Hold {
+        /// Why.
+        reason: String,
+    },
+    /// Create `count` instances.
+    Add {
+        /// How many to create.
+        count: u32,
+        /// Why.
+        reason: String,
+    },
+    /// Terminate this instance.
+    Remove {
+        /// Which one.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The reason, whatever the decision.
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::Hold { reason }
+            | Decision::Add { reason, .. }
+            | Decision::Remove { reason, .. } => reason,
+        }
+    }
+}
+
+/// The `[scale]` policy settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Add instances when the median load (percent) is above this.
+    pub high: f64,
+    /// Remove one only when the predicted load after removal, median·n/(n−1), is below this (percent).
+    pub low: f64,
+    /// Never fewer instances than this (scales up from zero too).
+    pub min: u32,
+    /// Never more instances than this.
+    pub max: u32,
+    /// At most this many instances added in one decision.
+    pub max_step: u32,
+    /// How often the policy runs.
+    #[serde(with = "crate::config::human_duration")]
+    pub interval: Duration,
+    /// Each instance's load is averaged over this window.
+    #[serde(with = "crate::config::human_duration")]
+    pub window: Duration,
+    /// An instance without data younger than this is booting (capacity on the way); older, its data is missing.
+    #[serde(with = "crate::config::human_duration")]
+    pub boot_grace: Duration,
+    /// Keep headroom for the demand rises learned from the load's history (off: the plain seed rules).
+    pub predictive: bool,
+    /// Share of the time (percent) the fleet may be short of demand; sets the quantile of learned rises to cover.
+    pub overload_budget: f64,
+    /// Headroom (percent of demand) assumed until enough rises have been learned.
+    pub prior_headroom: f64,
+    /// A median load at or above this (percent) means saturated: the real demand is unknown.
+    pub saturated: f64,
+    /// On saturation, grow the serving fleet by this factor in one step.
+    pub surge: f64,
+    /// How long learned rises are remembered.
+    #[serde(with = "crate::config::human_duration")]
+    pub memory: Duration,
+}
+
+/// Default `high`.
+pub const DEFAULT_HIGH: f64 = 90.0;
+/// Default `low`.
+pub const DEFAULT_LOW: f64 = 80.0;
+/// Default `min`.
+pub const DEFAULT_MIN: u32 = 1;
+/// Default `max`.
+pub const DEFAULT_MAX: u32 = 20;
+/// Default `max_step`.
+pub const DEFAULT_MAX_STEP: u32 = 10;
+/// Default `interval`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `window`.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+/// Default `boot_grace`.
+pub const DEFAULT_BOOT_GRACE: Duration = Duration::from_secs(300);
+/// Default `overload_budget` (percent of the time).
+pub const DEFAULT_OVERLOAD_BUDGET: f64 = 0.1;
+/// Default `prior_headroom` (percent of demand).
+pub const DEFAULT_PRIOR_HEADROOM: f64 = 25.0;
+/// Default `saturated` (percent).
+pub const DEFAULT_SATURATED: f64 = 99.0;
+/// Default `surge` factor.
+pub const DEFAULT_SURGE: f64 = 4.0;
+/// Default `memory`: a week, to see every day of it.
+pub const DEFAULT_MEMORY: Duration = Duration::from_secs(7 * 86_400);
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            high: DEFAULT_HIGH,
+            low: DEFAULT_LOW,
+            min: DEFAULT_MIN,
+            max: DEFAULT_MAX,
+            max_step: DEFAULT_MAX_STEP,
+            interval: DEFAULT_INTERVAL,
+            window: DEFAULT_WINDOW,
+            boot_grace: DEFAULT_BOOT_GRACE,
+            predictive: true,
+            overload_budget: DEFAULT_OVERLOAD_BUDGET,
+            prior_headroom: DEFAULT_PRIOR_HEADROOM,
+            saturated: DEFAULT_SATURATED,
+            surge: DEFAULT_SURGE,
+            memory: DEFAULT_MEMORY,
+        }
+    }
+}
+
+/// A policy setting that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyConfigError {
+    /// The band is empty or outside 0..=100.
+    #[error("scale: low ({low}) must be below high ({high}), both within 0..=100")]
+    Band {
+        /// `low`.
+        low: f64,
+        /// `high`.
+        high: f64,
+    },
+    /// min above max, or max 0.
+    #[error("scale: min ({min}) must not exceed max ({max}), and max must be at least 1")]
+    Bounds {
+        /// `min`.
+        min: u32,
+        /// `max`.
+        max: u32,
+    },
+    /// Some other field out of range.
+    #[error("scale: {field} {problem}")]
+    Field {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl PolicyConfig {
+    /// Checks the settings (pure).
+    pub fn validate(&self) -> Result<(), PolicyConfigError> {
+        if !(0.0 < self.low && self.low < self.high && self.high <= 100.0) {
+            return Err(PolicyConfigError::Band {
+                low: self.low,
+                high: self.high,
+            });
+        }
+        if self.min > self.max || self.max == 0 {
+            return Err(PolicyConfigError::Bounds {
+                min: self.min,
+                max: self.max,
+            });
+        }
+        let field = |field, problem| Err(PolicyConfigError::Field { field, problem });
+        if self.max_step == 0 {
+            return field("max_step", "must be at least 1");
+        }
+        if self.interval.is_zero() || self.window.is_zero() {
+            return field("interval/window", "must be longer than 0s");
+        }
+        if !(0.0..100.0).contains(&self.overload_budget) {
+            return field("overload_budget", "must be within 0..100 (percent)");
+        }
+        if self.prior_headroom.is_nan() || self.prior_headroom < 0.0 {
+            return field("prior_headroom", "must be 0 or more (percent)");
+        }
+        if self.surge.is_nan() || self.surge < 1.0 {
+            return field("surge", "must be 1 or more");
+        }
+        Ok(())
+    }
+}
+
+/// What the policy sees in a fleet: the numbers behind a decision (for `tend scale --once` and the status page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// All instances, booting ones included.
+    pub total: usize,
+    /// Instances with load data.
+    pub with_data: usize,
+    /// Instances without data within `boot_grace` (capacity on the way).
+    pub booting: usize,
+    /// Running instances past `boot_grace` without data.
+    pub missing: usize,
+    /// Median load (percent) over instances with data.
+    pub median: Option<f64>,
+    /// Estimated demand in servers: median × serving instances / 100.
+    pub demand: Option<f64>,
+    /// The seed's predicted load after removing one: median·n/(n−1) (n = serving instances).
+    pub predicted_after_removal: Option<f64>,
+    /// Demand plus the learned headroom: what the fleet must be able to carry over the horizon (servers).
+    pub forecast: Option<f64>,
+}
+
+/// tend's policy with its memory of past observations.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    history: History,
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let m = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[m]
+    } else {
+        (values[m - 1] + values[m]) / 2.0
+    })
+}
+
+fn is_booting(o: &Observed, config: &PolicyConfig, now: SystemTime) -> bool {
+    o.load.is_none()
+        && (o.state == InstanceState::Pending
+            || now.duration_since(o.launched_at).unwrap_or_default() < config.boot_grace)
+}
+
+impl Policy {
+    /// A policy with an empty memory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What it has learned so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Updates the memory with this interval's observation. Call once per interval, before [`Policy::decide`].
+    pub fn observe(&mut self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) {
+        let a = self.assess_basic(fleet, config, now);
+        // Samples taken while the fleet changes are kept: lagged averages then understate demand for a while,
+        // and the rises this teaches add a margin for the scaling transients themselves.
+        let demand = a.demand.filter(|_| a.missing * 2 <= a.total);
+        let instances = fleet
+            .instances
+            .iter()
+            .map(|o| (o.id.as_str(), o.launched_at, o.load.is_some()));
+        self.history.record(
+            now,
+            demand,
+            instances,
+            config.boot_grace,
+            config.interval,
+            config.memory,
+        );
+    }
+
+    fn assess_basic(&self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) -> Assessment {
+        let mut loads: Vec<f64> = fleet.instances.iter().filter_map(|o| o.load).collect();
+        let booting = fleet
+            .instances
+            .iter()
+            .filter(|o| is_booting(o, config, now))
+            .count();
+        let total = fleet.instances.len();
+        let with_data = loads.len();
+        let missing = total - with_data - booting;
+        let median = median(&mut loads);
+        let serving = (with_data + missing) as f64;
+        Assessment {
+            total,
+            with_data,
+            booting,
+            missing,
+            median,
+            demand: median.map(|m| m * serving / 100.0),
+            predicted_after_removal: median
+                .filter(|_| serving >= 2.0)
+                .map(|m| m * serving / (serving - 1.0)),
+            forecast: None,
+        }
+    }
+
+    /// The numbers the decision is based on.
+    pub fn assess(&self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) -> Assessment {
+        let mut a = self.assess_basic(fleet, config, now);
+        if config.predictive {
+            let quantile = 1.0 - config.overload_budget / 100.0;
+            a.forecast = a.demand.map(|d| {
+                d + self
+                    .history
+                    .headroom(d, quantile, config.prior_headroom / 100.0)
+            });
+        }
+        a
+    }
+
+    /// The decision for this interval: pure in (fleet, config, now, memory).
+    pub fn decide(&self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) -> Decision {
+        let a = self.assess(fleet, config, now);
+        let (n, min, max) = (a.total as u64, u64::from(config.min), u64::from(config.max));
+        if n < min {
+            let count = (min - n) as u32;
+            return Decision::Add {
+                count,
+                reason: format!("{n} instance(s), below min {min}: adding {count}"),
+            };
+        }
+        if n > max
+            && let Some(id) = removal_candidate(fleet)
+        {
+            return Decision::Remove {
+                id,
+                reason: format!("{n} instance(s), above max {max}"),
+            };
+        }
+        if a.missing * 2 > a.total {
+            return hold(format!(
+                "no load data for {} of {} instance(s) past boot grace: holding until it is back",
+                a.missing, a.total
+            ));
+        }
+        let Some(median) = a.median else {
+            return hold(format!(
+                "waiting for {} booting instance(s) to report load",
+                a.booting
+            ));
+        };
+        let serving = (a.with_data + a.missing) as f64;
+        let demand = a.demand.unwrap_or(0.0);
+        let mut need = 0u64;
+        let mut why = String::new();
+        if median > config.high {
+            need = ceil(median * serving / config.high);
+            why = format!("median {median:.1}% above high {}%", config.high);
+        }
+        if let Some(forecast) = a.forecast {
+            let f = ceil(forecast - 1e-9);
+            if f > need {
+                need = f;
+                why = format!(
+                    "demand {demand:.2} + learned rise = {forecast:.2} servers over the horizon"
+                );
+            }
+        }
+        if median >= config.saturated {
+            let s = ceil(serving * config.surge);
+            if s > need {
+                need = s;
+                why = format!(
+                    "saturated at median {median:.1}%: real demand unknown, ×{}",
+                    config.surge
+                );
+            }
+        }
+        if need > n {
+            if n >= max {
+                return hold(format!("{why}; already at max {max}"));
+            }
+            let count = (need.min(max) - n).min(u64::from(config.max_step)) as u32;
+            return Decision::Add {
+                count,
+                reason: format!("{why}: {n} → {}", n + u64::from(count)),
+            };
+        }
+        self.decide_removal(fleet, config, &a, median, serving)
+    }
+
+    fn decide_removal(
+        &self,
+        fleet: &Fleet,
+        config: &PolicyConfig,
+        a: &Assessment,
+        median: f64,
+        serving: f64,
+    ) -> Decision {
+        let n = a.total as u64;
+        let state = format!("median {median:.1}% on {n}");
+        if a.booting > 0 {
+            return hold(format!("{state}; {} instance(s) booting", a.booting));
+        }
+        if n <= u64::from(config.min) {
+            return hold(format!("{state}; at min {}", config.min));
+        }
+        let Some(predicted) = a.predicted_after_removal else {
+            return hold(format!(
+                "{state}; a single serving instance cannot be removed"
+            ));
+        };
+        if predicted >= config.low {
+            return hold(format!(
+                "{state}; predicted {predicted:.1}% after removal, not below low {}%",
+                config.low
+            ));
+        }
+        if let Some(forecast) = a.forecast {
+            let after = forecast * 100.0 / (serving - 1.0);
+            if after >= config.high {
+                return hold(format!(
+                    "{state}; predicted {predicted:.1}% but the forecast {forecast:.2} servers would load {} at {after:.1}%",
+                    n - 1
+                ));
+            }
+        }
+        match removal_candidate(fleet) {
+            Some(id) => Decision::Remove {
+                id,
+                reason: format!(
+                    "{state}; predicted {predicted:.1}% after removal, below low {}%",
+                    config.low
+                ),
+            },
+            None => hold(format!("{state}; no instance with data to remove")),
+        }
+    }
+}
+
+fn hold(reason: String) -> Decision {
+    Decision::Hold { reason }
+}
+
+fn ceil(x: f64) -> u64 {
+    if x.is_finite() && x > 0.0 {
+        x.ceil() as u64
+    } else {
+        0
+    }
+}
+
+/// The instance to remove: the most recently launched one with data; ties broken by the greatest id.
+pub fn removal_candidate(fleet: &Fleet) -> Option<String> {
+    fleet
+        .instances
+        .iter()
+        .filter(|o| o.load.is_some())
+        .max_by(|a, b| {
+            a.launched_at
+                .cmp(&b.launched_at)
+                .then_with(|| a.id.cmp(&b.id))
+        })
+        .map(|o| o.id.clone())
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

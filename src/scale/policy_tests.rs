@@ -1,0 +1,319 @@
+use super::*;
+use proptest::prelude::*;
+use std::time::UNIX_EPOCH;
+
+const NOW: u64 = 100_000;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(NOW)
+}
+
+/// An instance launched `age` seconds ago.
+fn inst(id: &str, age: u64, state: InstanceState, load: Option<f64>) -> Observed {
+    Observed {
+        id: id.into(),
+        launched_at: UNIX_EPOCH + Duration::from_secs(NOW - age),
+        state,
+        load,
+    }
+}
+
+fn fleet(loads: &[Option<f64>]) -> Fleet {
+    Fleet {
+        instances: loads
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                inst(
+                    &format!("i-{i:02}"),
+                    3600 + i as u64,
+                    InstanceState::Running,
+                    *l,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn seed_rules() -> PolicyConfig {
+    PolicyConfig {
+        predictive: false,
+        ..PolicyConfig::default()
+    }
+}
+
+fn kind(d: &Decision) -> String {
+    match d {
+        Decision::Hold { .. } => "hold".into(),
+        Decision::Add { count, .. } => format!("add {count}"),
+        Decision::Remove { id, .. } => format!("remove {id}"),
+    }
+}
+
+#[test]
+fn table_of_rules() {
+    let some = |v: f64, n: usize| vec![Some(v); n];
+    // (case, loads, predictive, expected)
+    let cases: Vec<(&str, Vec<Option<f64>>, bool, &str)> = vec![
+        ("n=0 adds up to min", vec![], true, "add 1"),
+        (
+            "n=1 at 50% holds (no division by zero)",
+            some(50.0, 1),
+            true,
+            "hold",
+        ),
+        ("n=1 at 95% adds", some(95.0, 1), false, "add 1"),
+        (
+            "two at 75% hold: 150% predicted",
+            some(75.0, 2),
+            true,
+            "hold",
+        ),
+        ("two at 75% hold, seed rules", some(75.0, 2), false, "hold"),
+        (
+            "three at 65% hold: 97.5% predicted",
+            some(65.0, 3),
+            false,
+            "hold",
+        ),
+        (
+            "three at 65% hold with the forecast",
+            some(65.0, 3),
+            true,
+            "hold",
+        ),
+        (
+            "twenty at 40% remove one",
+            some(40.0, 20),
+            false,
+            "remove i-00",
+        ),
+        (
+            "twenty at 40% remove one with the forecast",
+            some(40.0, 20),
+            true,
+            "remove i-00",
+        ),
+        (
+            "ten at 70% remove (77.8% predicted)",
+            some(70.0, 10),
+            false,
+            "remove i-00",
+        ),
+        (
+            "ten at 75% hold (83.3% predicted)",
+            some(75.0, 10),
+            false,
+            "hold",
+        ),
+        (
+            "fifteen at 97% proportional",
+            some(97.0, 15),
+            false,
+            "add 2",
+        ),
+        ("two at 95% add one", some(95.0, 2), false, "add 1"),
+        (
+            "median ignores one hot server",
+            vec![Some(100.0), Some(60.0), Some(60.0)],
+            false,
+            "hold",
+        ),
+        ("saturated surges", some(100.0, 2), false, "add 6"),
+        (
+            "missing data for more than half holds",
+            vec![Some(95.0), None, None],
+            true,
+            "hold",
+        ),
+    ];
+    for (name, loads, predictive, expected) in cases {
+        let cfg = PolicyConfig {
+            predictive,
+            ..PolicyConfig::default()
+        };
+        let d = Policy::new().decide(&fleet(&loads), &cfg, now());
+        // The most recently launched is i-00 (ages grow with the index).
+        assert_eq!(kind(&d), expected, "{name}: {}", d.reason());
+    }
+}
+
+#[test]
+fn missing_data_reason_says_so() {
+    let d = Policy::new().decide(&fleet(&[Some(95.0), None, None]), &seed_rules(), now());
+    assert!(
+        d.reason().contains("no load data for 2 of 3"),
+        "{}",
+        d.reason()
+    );
+}
+
+#[test]
+fn booting_counts_as_capacity_and_holds() {
+    // Two at 95% with one booting (no data, young): 3 ≥ ceil(95·2/90) = 3, hold.
+    let mut f = fleet(&[Some(95.0), Some(95.0)]);
+    f.instances
+        .push(inst("new", 30, InstanceState::Pending, None));
+    let d = Policy::new().decide(&f, &seed_rules(), now());
+    assert_eq!(kind(&d), "hold", "{}", d.reason());
+    // Low load but an instance booting: no removal while it boots.
+    let mut f = fleet(&[Some(30.0); 5]);
+    f.instances
+        .push(inst("new", 30, InstanceState::Running, None));
+    let d = Policy::new().decide(&f, &seed_rules(), now());
+    assert!(d.reason().contains("booting"), "{}", d.reason());
+}
+
+#[test]
+fn booting_not_counted_as_zero() {
+    // One at 85% and three booting: the median is 85, not 0: no removal, no panic.
+    let mut f = fleet(&[Some(85.0)]);
+    for i in 0..3 {
+        f.instances
+            .push(inst(&format!("b{i}"), 10, InstanceState::Pending, None));
+    }
+    let d = Policy::new().decide(&f, &seed_rules(), now());
+    assert_eq!(kind(&d), "hold");
+    assert!(d.reason().contains("85.0"), "{}", d.reason());
+}
+
+#[test]
+fn all_booting_waits() {
+    let f = Fleet {
+        instances: vec![inst("a", 10, InstanceState::Pending, None)],
+    };
+    let d = Policy::new().decide(&f, &PolicyConfig::default(), now());
+    assert!(
+        d.reason().contains("waiting for 1 booting"),
+        "{}",
+        d.reason()
+    );
+}
+
+#[test]
+fn capped_by_max_and_max_step() {
+    let cfg = PolicyConfig {
+        predictive: false,
+        max: 6,
+        max_step: 10,
+        ..PolicyConfig::default()
+    };
+    let d = Policy::new().decide(&fleet(&[Some(180.0); 4]), &cfg, now());
+    assert_eq!(kind(&d), "add 2");
+    let cfg = PolicyConfig {
+        predictive: false,
+        max: 20,
+        max_step: 3,
+        ..PolicyConfig::default()
+    };
+    let d = Policy::new().decide(&fleet(&[Some(180.0); 4]), &cfg, now());
+    assert_eq!(kind(&d), "add 3");
+    let cfg = PolicyConfig {
+        predictive: false,
+        max: 4,
+        ..PolicyConfig::default()
+    };
+    let d = Policy::new().decide(&fleet(&[Some(180.0); 4]), &cfg, now());
+    assert!(d.reason().contains("already at max 4"), "{}", d.reason());
+}
+
+#[test]
+fn never_below_min() {
+    let cfg = PolicyConfig {
+        predictive: false,
+        min: 3,
+        ..PolicyConfig::default()
+    };
+    let d = Policy::new().decide(&fleet(&[Some(5.0); 3]), &cfg, now());
+    assert!(d.reason().contains("at min 3"), "{}", d.reason());
+    let d = Policy::new().decide(&fleet(&[Some(5.0); 1]), &cfg, now());
+    assert_eq!(kind(&d), "add 2");
+}
+
+#[test]
+fn removes_newest_with_data() {
+    let mut f = fleet(&[Some(10.0); 4]);
+    f.instances[2].launched_at = now() - Duration::from_secs(60);
+    let d = Policy::new().decide(&f, &seed_rules(), now());
+    assert_eq!(kind(&d), "remove i-02");
+}
+
+#[test]
+fn learned_headroom_adds_before_overload() {
+    // Demand alternates 6 and 9 servers: the policy learns rises of 3 and keeps capacity for 9 while at 6.
+    let cfg = PolicyConfig::default();
+    let mut p = Policy::new();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    for k in 0..600u64 {
+        let demand = if (k / 4) % 2 == 0 { 6.0 } else { 9.0 };
+        let f = Fleet {
+            instances: (0..10)
+                .map(|i| Observed {
+                    id: format!("i{i}"),
+                    launched_at: UNIX_EPOCH,
+                    state: InstanceState::Running,
+                    load: Some(demand * 10.0),
+                })
+                .collect(),
+        };
+        p.observe(&f, &cfg, t0 + cfg.interval * k as u32);
+    }
+    let f = fleet(&[Some(100.0 * 6.0 / 7.0); 7]);
+    let a = p.assess(&f, &cfg, now());
+    assert!((a.forecast.unwrap_or(0.0) - 9.0).abs() < 1e-9, "{a:?}");
+    assert_eq!(kind(&p.decide(&f, &cfg, now())), "add 2");
+}
+
+#[test]
+fn config_parses_with_defaults_and_rejects_unknown() {
+    let cfg: PolicyConfig = toml::from_str("high = 85\ninterval = \"1m\"").expect("parses");
+    assert_eq!(cfg.high, 85.0);
+    assert_eq!(cfg.interval, Duration::from_secs(60));
+    assert_eq!(cfg.low, DEFAULT_LOW);
+    assert!(toml::from_str::<PolicyConfig>("hihg = 85").is_err());
+    assert!(
+        PolicyConfig {
+            low: 95.0,
+            ..PolicyConfig::default()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(PolicyConfig::default().validate().is_ok());
+}
+
+proptest! {
+    #[test]
+    fn invariants(
+        loads in proptest::collection::vec(proptest::option::weighted(0.85, 0.0f64..150.0), 0..30),
+        booting in 0usize..4,
+        min in 0u32..5,
+        extra in 0u32..25,
+        predictive in any::<bool>(),
+    ) {
+        let cfg = PolicyConfig { min, max: min.max(1) + extra, predictive, ..PolicyConfig::default() };
+        let mut f = fleet(&loads);
+        for i in 0..booting {
+            f.instances.push(inst(&format!("b{i}"), 20, InstanceState::Pending, None));
+        }
+        let n = f.instances.len() as u64;
+        let p = Policy::new();
+        let d = p.decide(&f, &cfg, now());
+        match &d {
+            Decision::Add { count, .. } => {
+                prop_assert!(*count >= 1);
+                prop_assert!(n + u64::from(*count) <= u64::from(cfg.max.max(cfg.min)), "{d:?}");
+            }
+            Decision::Remove { id, .. } => {
+                prop_assert!(n > u64::from(cfg.min), "{d:?}");
+                prop_assert!(f.instances.iter().any(|o| &o.id == id));
+                if n <= u64::from(cfg.max) {
+                    let a = p.assess(&f, &cfg, now());
+                    let predicted = a.predicted_after_removal;
+                    prop_assert!(predicted.is_some_and(|x| x < cfg.low), "{d:?} {a:?}");
+                }
+            }
+            Decision::Hold { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! `tend simulate`: replay a load trace against tend's policy and the autoscalers users would otherwise pick.
+//!
+//! # The model
+//! - **Demand.** The trace is a CSV with a header row; one column (default: the first) is the load. Demand in
+//!   servers is value / max(value) × `--peak`: a server at 100 % carries one unit. Rows are `--step` apart and
+//!   demand is constant within a row.
+//! - **Time** is discrete: the tick is the step divided evenly to at most 15 s (HPA's sync period).
+//! - **Instances** are billed from creation, per second with a 60 s minimum, and serve from creation + `--boot`.
+//!   A terminated instance stops serving and billing at once. Every policy starts with ceil(first demand)
+//!   instances created one boot before the trace starts (already serving at t = 0, their boot billed).
+//! - **Load** splits evenly over the serving instances: each one's CPU is min(100, demand / serving × 100).
+//! - **Metrics.** A policy sees each live instance's CPU averaged over its own window and delayed by `--lag`
+//!   (`None` while the instance has no sample in that window: booting instances have no data).
+//! - **Decisions** run at each policy's own interval (tend: its config; seed, AWS: 60 s; HPA: 15 s); adds create
+//!   instances at once, removals terminate at once (removal victim: the newest instance with data).
+//! - **Overload.** A wall-clock minute of the trace is *overloaded* when demand exceeds serving capacity at any
+//!   tick in it. A policy meets the SLO when its overloaded minutes are at most `--slo` % of the trace's minutes.
+//! - **Bounds.** Every policy runs between 1 and max(20, ceil(2 × peak)) instances.
+//! - **Report.** `server_hours` billed; `oracle_ratio` = server_hours / oracle's; `max_overload_pct` = the largest
+//!   share of demand left unserved at a tick; `mean_utilization` = served demand / billed capacity; `actions` =
+//!   scaling decisions taken. SPEC elasticity metrics (Herbst et al., "Ready for Rain? A View from SPEC Research
+//!   on the Future of Cloud Metrics", 2016), with the resource demand ceil(demand) and the supply the serving
+//!   instances, time-averaged in percent: under/over-provisioning accuracy (mean shortfall/excess relative to the
+//!   demand) and timeshare (share of time under/over-provisioned).
+//! - **Oracle** (the lower bound): Σ ceil(demand) over time, no boot delay, no minimum billing.
+
+pub mod baselines;
+pub mod engine;
+pub mod fleet;
+pub mod report;
+pub mod trace;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baselines::{AwsSimple, AwsTargetTracking, Bounds, K8sHpa, Seed, SimPolicy, Tend};
+use engine::{Outcome, Scenario};
+pub use report::{PolicyReport, SimReport, print_report};
+
+use crate::scale::policy::{DEFAULT_MAX, Policy, PolicyConfig};
+
+/// `tend simulate`: replay a load trace against scaling policies.
+///
+/// Example: `tend simulate --trace alibaba2018-30s.csv --step 30s --sweep --svg fleet.svg`
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// CSV file with a header row; each row is one step of load.
+    #[arg(long, value_name = "FILE")]
+    pub trace: PathBuf,
+    /// Column holding the load (default: the first column).
+    #[arg(long, value_name = "NAME")]
+    pub column: Option<String>,
+    /// Time between two rows of the trace, e.g. 30s.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub step: Duration,
+    /// Demand at the trace's maximum, in fully loaded servers.
+    #[arg(long, value_name = "N", default_value_t = 20.0)]
+    pub peak: f64,
+    /// Time from creating an instance until it serves.
+    #[arg(long, value_name = "DUR", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub boot: Duration,
+    /// Delay of every load metric.
+    #[arg(long, value_name = "DUR", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub lag: Duration,
+    /// Allowed overloaded minutes, in percent of the trace.
+    #[arg(long, value_name = "PCT", default_value_t = 0.1)]
+    pub slo: f64,
+    /// Policy to run, as NAME[:KNOB=VALUE,...] (repeatable; default: all at their defaults). Names: tend, seed,
+    /// aws-simple, aws-target-tracking, k8s-hpa, oracle. E.g. --policy aws-target-tracking:target=68
+    #[arg(long, value_name = "NAME[:KNOB=VALUE,...]")]
+    pub policy: Vec<String>,
+    /// For each baseline, search its main knob for the cheapest setting that meets the SLO (tend stays at its
+    /// defaults).
+    #[arg(long)]
+    pub sweep: bool,
+    /// Draw demand and each policy's serving capacity over time into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Print the report as JSON (fields under `policies`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The trace could not be loaded.
+    #[error(transparent)]
+    Trace(#[from] trace::TraceError),
+    /// A `--policy` argument is wrong.
+    #[error("--policy {spec:?}: {problem}")]
+    Policy {
+        /// The argument.
+        spec: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A flag value out of range.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the output or the SVG failed.
+    #[error("cannot write {what}: {problem}")]
+    Output {
+        /// stdout or the SVG path.
+        what: String,
+        /// The error.
+        problem: String,
+    },
+}
+
+/// The policy names, in report order.
+pub const POLICY_NAMES: [&str; 6] = [
+    "tend",
+    "seed",
+    "aws-simple",
+    "aws-target-tracking",
+    "k8s-hpa",
+    "oracle",
+];
+
+/// A parsed `NAME[:KNOB=VALUE,...]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySpec {
+    /// Policy name.
+    pub name: String,
+    /// Knobs in the given order.
+    pub knobs: Vec<(String, String)>,
+}
+
+impl PolicySpec {
+    /// Parses `NAME[:KNOB=VALUE,...]`.
+    pub fn parse(text: &str) -> Result<Self, SimError> {
+        let err = |problem: String| SimError::Policy {
+            spec: text.into(),
+            problem,
+        };
+        let (name, rest) = text.split_once(':').unwrap_or((text, ""));
+        if !POLICY_NAMES.contains(&name) {
+            return Err(err(format!(
+                "unknown policy {name:?} (known: {})",
+                POLICY_NAMES.join(", ")
+            )));
+        }
+        let mut knobs = Vec::new();
+        for kv in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| err(format!("{kv:?} is not KNOB=VALUE")))?;
+            knobs.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Ok(PolicySpec {
+            name: name.into(),
+            knobs,
+        })
+    }
+
+    /// The `KNOB=VALUE,...` string (`defaults` when empty).
+    pub fn setting(&self) -> String {
+        if self.knobs.is_empty() {
+            return "defaults".into();
+        }
+        self.knobs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn knob(&self, name: &str, default: f64, known: &[&str]) -> Result<f64, SimError> {
+        for (k, _) in &self.knobs {
+            if !known.contains(&k.as_str()) {
+                return Err(SimError::Policy {
+                    spec: format!("{}:{}", self.name, self.setting()),
+                    problem: format!("unknown knob {k:?} (known: {})", known.join(", ")),
+                });
+            }
+        }
+        match self.knobs.iter().rev().find(|(k, _)| k == name) {
+            None => Ok(default),
+            Some((_, v)) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| SimError::Policy {
+                    spec: format!("{}:{}", self.name, self.setting()),
+                    problem: format!("{name}={v} is not a positive number"),
+                }),
+        }
+    }
+
+    /// Builds the policy (`None` for `oracle`, which is computed, not simulated).
+    pub fn build(&self, bounds: Bounds) -> Result<Option<Box<dyn SimPolicy + Send>>, SimError> {
+        Ok(Some(match self.name.as_str() {
+            "oracle" => return Ok(None),
+            "tend" => Box::new(Tend {
+                config: self.tend_config(bounds)?,
+                policy: Policy::new(),
+            }),
+            "seed" => {
+                let known = ["high", "low"];
+                Box::new(Seed {
+                    high: self.knob("high", 90.0, &known)?,
+                    low: self.knob("low", 80.0, &known)?,
+                    bounds,
+                })
+            }
+            "aws-simple" => {
+                let known = ["high", "low"];
+                Box::new(AwsSimple {
+                    high: self.knob("high", 90.0, &known)?,
+                    low: self.knob("low", 40.0, &known)?,
+                    bounds,
+                    cooldown_until: f64::NEG_INFINITY,
+                })
+            }
+            "aws-target-tracking" => Box::new(AwsTargetTracking {
+                target: self.knob("target", 50.0, &["target"])?,
+                bounds,
+                above: 0,
+                below: 0,
+            }),
+            _ => Box::new(K8sHpa {
+                target: self.knob("target", 50.0, &["target"])?,
+                bounds,
+                recommendations: Default::default(),
+            }),
+        }))
+    }
+
+    /// tend's config: the defaults with the scenario's bounds, then any knob as a `[scale]` field.
+    fn tend_config(&self, bounds: Bounds) -> Result<PolicyConfig, SimError> {
+        let mut text = format!("min = {}\nmax = {}\n", bounds.min, bounds.max);
+        for (k, v) in &self.knobs {
+            let quoted = v.parse::<f64>().is_err() && v != "true" && v != "false";
+            text += &if quoted {
+                format!("{k} = {v:?}\n")
+            } else {
+                format!("{k} = {v}\n")
+            };
+        }
+        let err = |problem: String| SimError::Policy {
+            spec: format!("tend:{}", self.setting()),
+            problem,
+        };
+        let config: PolicyConfig =
+            toml::from_str(&text).map_err(|e| err(e.message().to_string()))?;
+        config.validate().map_err(|e| err(e.to_string()))?;
+        Ok(config)
+    }
+}
+
+/// Everything but the trace.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Seconds between rows.
+    pub step: Duration,
+    /// Demand at the trace's maximum (servers).
+    pub peak: f64,
+    /// Boot delay.
+    pub boot: Duration,
+    /// Metric lag.
+    pub lag: Duration,
+    /// SLO: allowed overloaded minutes, percent.
+    pub slo: f64,
+    /// Policies to run (empty: all at their defaults).
+    pub policies: Vec<PolicySpec>,
+    /// Sweep the baselines' knobs.
+    pub sweep: bool,
+}
+
+impl SimOptions {
+    /// The options of `tend simulate` flags.
+    pub fn from_args(args: &SimulateArgs) -> Result<Self, SimError> {
+        let policies = args
+            .policy
+            .iter()
+            .map(|p| PolicySpec::parse(p))
+            .collect::<Result<_, _>>()?;
+        Ok(SimOptions {
+            step: args.step,
+            peak: args.peak,
+            boot: args.boot,
+            lag: args.lag,
+            slo: args.slo,
+            policies,
+            sweep: args.sweep,
+        })
+    }
+}
+
+/// The settings `--sweep` tries for a baseline (empty for tend and oracle).
+pub fn sweep_settings(name: &str) -> Vec<Vec<(String, String)>> {
+    let one = |k: &str, v: u32| vec![(k.to_string(), v.to_string())];
+    match name {
+        "aws-target-tracking" | "k8s-hpa" => (5..=95).map(|t| one("target", t)).collect(),
+        "seed" | "aws-simple" => (2..=19)
+            .flat_map(|h| (1..h).map(move |l| (h * 5, l * 5)))
+            .map(|(h, l)| {
+                vec![
+                    ("high".to_string(), h.to_string()),
+                    ("low".to_string(), l.to_string()),
+                ]
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs the policies on demand `values` (raw trace values, scaled to `peak` here).
+pub fn run_values(
+    values: &[f64],
+    trace_name: &str,
+    opts: &SimOptions,
+) -> Result<SimReport, SimError> {
+    if !(opts.peak > 0.0 && opts.peak.is_finite())
+        || opts.step.is_zero()
+        || !(0.0..=100.0).contains(&opts.slo)
+    {
+        return Err(SimError::Usage(
+            "--peak must be > 0, --step > 0s, --slo within 0..=100".into(),
+        ));
+    }
+    let max = DEFAULT_MAX.max((2.0 * opts.peak).ceil() as u32);
+    let scenario = Scenario {
+        demand: trace::to_demand(values, opts.peak),
+        step: opts.step.as_secs_f64(),
+        boot: opts.boot.as_secs_f64(),
+        lag: opts.lag.as_secs_f64(),
+        slo_pct: opts.slo,
+        bounds: Bounds { min: 1, max },
+    };
+    let specs: Vec<PolicySpec> = if opts.policies.is_empty() {
+        POLICY_NAMES
+            .iter()
+            .map(|n| PolicySpec {
+                name: n.to_string(),
+                knobs: Vec::new(),
+            })
+            .collect()
+    } else {
+        opts.policies.clone()
+    };
+    let oracle = engine::oracle(&scenario);
+    let progress = std::io::stderr().is_terminal();
+    let mut reports = Vec::new();
+    for spec in &specs {
+        if progress {
+            eprint!("\rsimulating {:<22}", spec.name);
+        }
+        let (setting, outcome) = if spec.name == "oracle" {
+            ("-".to_string(), oracle.clone())
+        } else if opts.sweep && spec.knobs.is_empty() && !sweep_settings(&spec.name).is_empty() {
+            sweep(&scenario, &spec.name)?
+        } else {
+            let outcome = run_one(&scenario, spec, None)?.unwrap_or_default();
+            (spec.setting(), outcome)
+        };
+        reports.push(PolicyReport::new(
+            &spec.name,
+            setting,
+            outcome,
+            &oracle,
+            scenario.slo_minutes(),
+        ));
+    }
+    if progress {
+        eprint!("\r{:40}\r", "");
+    }
+    Ok(SimReport {
+        trace: trace_name.into(),
+        rows: values.len(),
+        step_secs: scenario.step,
+        peak: opts.peak,
+        boot_secs: scenario.boot,
+        lag_secs: scenario.lag,
+        slo_pct: opts.slo,
+        slo_minutes: scenario.slo_minutes(),
+        trace_minutes: scenario.minutes(),
+        demand: scenario.demand,
+        policies: reports,
+    })
+}
+
+fn run_one(
+    s: &Scenario,
+    spec: &PolicySpec,
+    abort: Option<u64>,
+) -> Result<Option<Outcome>, SimError> {
+    match spec.build(s.bounds)? {
+        Some(mut p) => Ok(engine::simulate(s, p.as_mut(), abort)),
+        None => Ok(Some(engine::oracle(s))),
+    }
+}
+
+/// The cheapest setting of `name` meeting the SLO; when none does, the one with the fewest overloaded minutes.
+fn sweep(s: &Scenario, name: &str) -> Result<(String, Outcome), SimError> {
+    let specs: Vec<PolicySpec> = sweep_settings(name)
+        .into_iter()
+        .map(|knobs| PolicySpec {
+            name: name.into(),
+            knobs,
+        })
+        .collect();
+    let budget = s.slo_minutes().floor() as u64;
+    let results = run_parallel(s, &specs, Some(budget))?;
+    let best = results
+        .iter()
+        .zip(&specs)
+        .filter_map(|(o, spec)| o.as_ref().map(|o| (o, spec)))
+        .min_by(|a, b| a.0.server_hours.total_cmp(&b.0.server_hours));
+    if let Some((o, spec)) = best {
+        return Ok((spec.setting(), o.clone()));
+    }
+    let results = run_parallel(s, &specs, None)?;
+    let (o, spec) = results
+        .into_iter()
+        .zip(&specs)
+        .filter_map(|(o, spec)| o.map(|o| (o, spec)))
+        .min_by(|a, b| {
+            a.0.overloaded_minutes
+                .cmp(&b.0.overloaded_minutes)
+                .then(a.0.server_hours.total_cmp(&b.0.server_hours))
+        })
+        .ok_or_else(|| SimError::Usage(format!("no setting to sweep for {name}")))?;
+    Ok((spec.setting(), o))
+}
+
+/// Runs the specs on the available cores (results in the specs' order).
+fn run_parallel(
+    s: &Scenario,
+    specs: &[PolicySpec],
+    abort: Option<u64>,
+) -> Result<Vec<Option<Outcome>>, SimError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = specs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .chunks(chunk)
+            .map(|c| {
+                scope.spawn(move || {
+                    c.iter()
+                        .map(|spec| run_one(s, spec, abort))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| SimError::Usage("a simulation thread panicked".into()))??;
+            all.extend(part);
+        }
+        Ok(all)
+    })
+}
+
+/// `tend simulate`: loads the trace, runs, writes the table (or JSON) to `out` and the SVG if asked.
+pub fn run(args: &SimulateArgs, out: &mut dyn std::io::Write) -> Result<SimReport, SimError> {
+    let opts = SimOptions::from_args(args)?;
+    let values = trace::load_trace(&args.trace, args.column.as_deref())?;
+    let report = run_values(&values, &args.trace.display().to_string(), &opts)?;
+    print_report(&report, args.json, out)?;
+    if let Some(path) = &args.svg {
+        report::write_svg(&report, path)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! The simulation report: a table, JSON (fields under `policies`) and an SVG chart.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::SimError;
+use super::engine::Outcome;
+
+/// One policy's result, with the field names of issue 8.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// Policy name.
+    pub name: String,
+    /// `KNOB=VALUE,...` it ran at (`defaults`, or `-` for the oracle); replay with `--policy NAME:SETTING`.
+    pub setting: String,
+    /// Whether overloaded minutes stayed within the SLO.
+    pub meets_slo: bool,
+    /// Billed server-hours.
+    pub server_hours: f64,
+    /// server_hours / the oracle's.
+    pub oracle_ratio: f64,
+    /// Minutes with demand above serving capacity.
+    pub overloaded_minutes: u64,
+    /// Largest share of demand unserved at a tick (percent).
+    pub max_overload_pct: f64,
+    /// Served demand / billed capacity (percent).
+    pub mean_utilization: f64,
+    /// Scaling actions.
+    pub actions: u64,
+    /// SPEC under-provisioning accuracy (percent).
+    pub under_provisioning_accuracy: f64,
+    /// SPEC over-provisioning accuracy (percent).
+    pub over_provisioning_accuracy: f64,
+    /// SPEC under-provisioning timeshare (percent).
+    pub under_provisioning_timeshare: f64,
+    /// SPEC over-provisioning timeshare (percent).
+    pub over_provisioning_timeshare: f64,
+    /// Serving capacity per trace row (for the chart).
+    #[serde(skip)]
+    pub capacity: Vec<f32>,
+}
+
+impl PolicyReport {
+    /// Names an outcome.
+    pub fn new(
+        name: &str,
+        setting: String,
+        o: Outcome,
+        oracle: &Outcome,
+        slo_minutes: f64,
+    ) -> Self {
+        PolicyReport {
+            name: name.into(),
+            setting,
+            meets_slo: o.overloaded_minutes as f64 <= slo_minutes,
+            server_hours: o.server_hours,
+            oracle_ratio: if oracle.server_hours > 0.0 {
+                o.server_hours / oracle.server_hours
+            } else {
+                0.0
+            },
+            overloaded_minutes: o.overloaded_minutes,
+            max_overload_pct: o.max_overload_pct,
+            mean_utilization: o.mean_utilization,
+            actions: o.actions,
+            under_provisioning_accuracy: o.under_provisioning_accuracy,
+            over_provisioning_accuracy: o.over_provisioning_accuracy,
+            under_provisioning_timeshare: o.under_provisioning_timeshare,
+            over_provisioning_timeshare: o.over_provisioning_timeshare,
+            capacity: o.capacity,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    /// Trace file.
+    pub trace: String,
+    /// Rows in the trace.
+    pub rows: usize,
+    /// Seconds between rows.
+    pub step_secs: f64,
+    /// Demand at the trace's maximum (servers).
+    pub peak: f64,
+    /// Boot delay (s).
+    pub boot_secs: f64,
+    /// Metric lag (s).
+    pub lag_secs: f64,
+    /// SLO (percent of minutes).
+    pub slo_pct: f64,
+    /// Overloaded minutes the SLO allows.
+    pub slo_minutes: f64,
+    /// Minutes in the trace.
+    pub trace_minutes: f64,
+    /// Demand per row (servers).
+    #[serde(skip)]
+    pub demand: Vec<f64>,
+    /// One entry per policy.
+    pub policies: Vec<PolicyReport>,
+}
+
+impl SimReport {
+    /// The entry of policy `name`.
+    pub fn policy(&self, name: &str) -> Option<&PolicyReport> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+}
+
+/// Writes the report as a table, or as pretty JSON with `json`.
+pub fn print_report(
+    r: &SimReport,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(), SimError> {
+    let err = |e: std::io::Error| SimError::Output {
+        what: "stdout".into(),
+        problem: e.to_string(),
+    };
+    if json {
+        let text = serde_json::to_string_pretty(r).map_err(|e| SimError::Output {
+            what: "JSON".into(),
+            problem: e.to_string(),
+        })?;
+        return writeln!(out, "{text}").map_err(err);
+    }
+    writeln!(
+        out,
+        "trace {} ({} rows, step {}s, peak {}, boot {}s, lag {}s); SLO: at most {:.1} overloaded minutes ({}% of {:.0})",
+        r.trace, r.rows, r.step_secs, r.peak, r.boot_secs, r.lag_secs, r.slo_minutes, r.slo_pct, r.trace_minutes
+    )
+    .map_err(err)?;
+    writeln!(
+        out,
+        "{:<20} {:<16} {:>4} {:>12} {:>12} {:>18} {:>16} {:>16} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "name",
+        "setting",
+        "slo",
+        "server_hours",
+        "oracle_ratio",
+        "overloaded_minutes",
+        "max_overload_pct",
+        "mean_utilization",
+        "actions",
+        "under_a",
+        "over_a",
+        "under_t",
+        "over_t"
+    )
+    .map_err(err)?;
+    for p in &r.policies {
+        writeln!(
+            out,
+            "{:<20} {:<16} {:>4} {:>12.1} {:>12.3} {:>18} {:>16.1} {:>16.1} {:>7} {:>7.2} {:>7.1} {:>7.2} {:>7.1}",
+            p.name,
+            p.setting,
+            if p.meets_slo { "ok" } else { "MISS" },
+            p.server_hours,
+            p.oracle_ratio,
+            p.overloaded_minutes,
+            p.max_overload_pct,
+            p.mean_utilization,
+            p.actions,
+            p.under_provisioning_accuracy,
+            p.over_provisioning_accuracy,
+            p.under_provisioning_timeshare,
+            p.over_provisioning_timeshare
+        )
+        .map_err(err)?;
+    }
+    writeln!(out, "(SPEC elasticity, percent: under_a/over_a = under/over-provisioning accuracy, under_t/over_t = timeshare)")
+        .map_err(err)
+}
+
+/// Max of each bucket of `values`, at most `points` buckets: (x in hours, y).
+fn downsample(
+    values: impl ExactSizeIterator<Item = f64>,
+    step_h: f64,
+    points: usize,
+) -> Vec<(f64, f64)> {
+    let len = values.len();
+    let per = len.div_ceil(points.max(1)).max(1);
+    let mut out = Vec::with_capacity(points);
+    let mut best = f64::MIN;
+    for (i, v) in values.enumerate() {
+        best = best.max(v);
+        if (i + 1) % per == 0 || i + 1 == len {
+            out.push(((i + 1 - per.min(i + 1)) as f64 * step_h, best));
+            best = f64::MIN;
+        }
+    }
+    out
+}
+
+/// Draws demand and each simulated policy's serving capacity over time.
+pub fn write_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
+    let err = |e: String| SimError::Output {
+        what: path.display().to_string(),
+        problem: e,
+    };
+    let step_h = r.step_secs / 3600.0;
+    let hours = r.demand.len() as f64 * step_h;
+    let top = r
+        .policies
+        .iter()
+        .flat_map(|p| p.capacity.iter().map(|c| f64::from(*c)))
+        .fold(r.peak, f64::max)
+        * 1.05;
+    let root = SVGBackend::new(path, (1600, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Demand and serving capacity: {}", r.trace),
+            ("sans-serif", 24),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..hours.max(step_h), 0.0..top)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("hours")
+        .y_desc("servers")
+        .label_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, RGBColor(255, 140, 0)];
+    for (i, p) in r.policies.iter().filter(|p| p.name != "oracle").enumerate() {
+        let color = colors[i % colors.len()];
+        let pts = downsample(p.capacity.iter().map(|c| f64::from(*c)), step_h, 1500);
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(1)))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!(
+                "{} ({}) {:.0} h",
+                p.name, p.setting, p.server_hours
+            ))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+    }
+    let pts = downsample(r.demand.iter().copied(), step_h, 1500);
+    chart
+        .draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))
+        .map_err(|e| err(e.to_string()))?
+        .label("demand (servers)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))
+}
