@@ -8,8 +8,12 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::Alerter;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::monitor::service::MonitorService;
+use crate::monitor::web::MonitorSection;
+use crate::runtime::supervise;
 use crate::store::Store;
 use crate::web::Web;
+use std::sync::Arc;
 
 /// Where the running config came from.
 #[derive(Debug, Clone)]
@@ -39,13 +43,46 @@ pub struct Context {
 /// How long in-flight work gets after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(8);
 
-/// Runs every enabled part until `shutdown`, then stops them within [`GRACE`].
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Which parts a command runs (each also needs its config section).
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    /// The website monitor.
+    pub monitor: bool,
+    /// The orchestrator.
+    pub scale: bool,
+}
+
+impl Parts {
+    /// Everything the config enables (`tend run`).
+    pub const ALL: Parts = Parts {
+        monitor: true,
+        scale: true,
+    };
+}
+
+/// Runs the enabled parts until `shutdown`, then stops them within [`GRACE`].
+pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let config = ctx.config.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut web = Web::new(config.web.clone(), ctx.metrics.clone());
+    if let (true, Some(monitor)) = (parts.monitor, &config.monitor) {
+        let service = MonitorService::new(
+            monitor.clone(),
+            ctx.store.clone(),
+            ctx.metrics.clone(),
+            ctx.alerter.clone(),
+        );
+        web = web
+            .section(Arc::new(MonitorSection(service.view())))
+            .routes(crate::monitor::web::routes(service.view()));
+        crate::info!(targets = monitor.target.len(), "Monitor starting");
+        let token = shutdown.clone();
+        tasks.spawn(supervise("monitor", token.clone(), move || {
+            service.clone().run(token.clone())
+        }));
+    }
     if config.web.enabled {
-        let web = Web::new(config.web.clone(), ctx.metrics.clone());
         let bound = web.bind().await?;
         let addr = bound.local_addr().context("reading the bound address")?;
         crate::notice!(url = %format!("http://{addr}/"), "Status page up");

@@ -97,6 +97,10 @@ pub struct Config {
     /// How alerts are grouped and which notifiers deliver them.
     #[serde(default)]
     pub alert: crate::alert::AlertConfig,
+    /// Websites and ports to watch; the monitor runs when this section is present.
+    pub monitor: Option<crate::monitor::MonitorConfig>,
+    /// Rolling deploys over SSH (`tend deploy`, the CI webhook).
+    pub deploy: Option<crate::deploy::DeployConfig>,
 }
 
 /// One problem in a config file, located as `FILE:LINE:COL`.
@@ -240,6 +244,16 @@ impl Config {
         out.extend(self.web.validate());
         out.extend(self.log.validate());
         out.extend(self.alert.validate());
+        if let Some(m) = &self.monitor {
+            if let Err(errors) = m.validate() {
+                out.extend(errors.into_iter().map(|e| Invalid::new(e.field, e.message)));
+            }
+        }
+        if let Some(d) = &self.deploy {
+            if let Err(e) = d.validate() {
+                out.push(Invalid::new(e.field, e.message));
+            }
+        }
         out
     }
 }

@@ -31,8 +31,10 @@
 pub mod alert;
 pub mod app;
 pub mod config;
+pub mod deploy;
 pub mod log;
 pub mod metrics;
+pub mod monitor;
 pub mod runtime;
 pub mod scale;
 pub mod sim;

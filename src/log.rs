@@ -285,9 +285,13 @@ pub struct AlertLayer {
     alerter: Option<Alerter>,
     alert_from: Level,
     console: Option<Console>,
+    writer: Option<SharedWriter>,
     ring: Arc<Mutex<Ring>>,
     ring_capacity: usize,
 }
+
+/// Where console lines go instead of stdout/stderr (benchmarks, tests, embedding programs).
+pub type SharedWriter = Arc<Mutex<dyn std::io::Write + Send>>;
 
 struct Ring {
     lines: VecDeque<String>,
@@ -341,6 +345,7 @@ impl AlertLayer {
             alerter: Some(alerter),
             alert_from: config.alert_from,
             console: None,
+            writer: None,
             ring: Arc::new(Mutex::new(Ring {
                 lines: VecDeque::with_capacity(config.context_lines),
                 capacity: config.context_lines,
@@ -355,6 +360,7 @@ impl AlertLayer {
             alerter: None,
             alert_from: Level::Fatal,
             console: Some(console),
+            writer: None,
             ring: Arc::new(Mutex::new(Ring {
                 lines: VecDeque::new(),
                 capacity: 0,
@@ -366,6 +372,13 @@ impl AlertLayer {
     /// Also prints console lines: text or JSON, warning and above on stderr.
     pub fn with_console(mut self, console: Console) -> AlertLayer {
         self.console = Some(console);
+        self
+    }
+
+    /// Prints console lines into `writer` (all levels) instead of stdout/stderr.
+    pub fn with_console_writer(mut self, console: Console, writer: SharedWriter) -> AlertLayer {
+        self.console = Some(console);
+        self.writer = Some(writer);
         self
     }
 
@@ -437,7 +450,12 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for AlertLayer {
             Self::format_line(line, format, level, meta, message, fields);
             if let Some(console) = self.console {
                 if level >= console.level {
-                    if level >= Level::Warning {
+                    if let Some(w) = &self.writer {
+                        let _ = w
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .write_all(line.as_bytes());
+                    } else if level >= Level::Warning {
                         let _ = std::io::stderr().lock().write_all(line.as_bytes());
                     } else {
                         let _ = std::io::stdout().lock().write_all(line.as_bytes());

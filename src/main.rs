@@ -76,6 +76,16 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Only the website monitors (and the status page); --once: check each target once and print a table.
+    ///
+    /// With --once, exits 1 if any target is down: use it from cron or CI.
+    ///
+    /// Example: tend monitor --once --config tend.toml
+    Monitor {
+        /// Check every target once, concurrently, print a table, exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
@@ -168,7 +178,7 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             }
             let shutdown = CancellationToken::new();
             tend::runtime::cancel_on_signals(shutdown.clone());
-            let result = app::run(ctx.clone(), shutdown).await;
+            let result = app::run(ctx.clone(), app::Parts::ALL, shutdown).await;
             ctx.alerter.stop(Duration::from_secs(2)).await;
             result?;
             Ok(0)
@@ -202,6 +212,30 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(u8::from(failed))
         }),
+        Command::Monitor { once } => {
+            let Some(monitor) = config.monitor.clone() else {
+                return Err(Failure {
+                    code: 2,
+                    error: anyhow::anyhow!("the config has no [monitor] section"),
+                });
+            };
+            if once {
+                return with_runtime(|| async move { monitor_once(&monitor).await });
+            }
+            with_runtime(|| async move {
+                let ctx = open(config, console)?;
+                let shutdown = CancellationToken::new();
+                tend::runtime::cancel_on_signals(shutdown.clone());
+                let parts = app::Parts {
+                    monitor: true,
+                    scale: false,
+                };
+                let result = app::run(ctx.clone(), parts, shutdown).await;
+                ctx.alerter.stop(Duration::from_secs(2)).await;
+                result?;
+                Ok(0)
+            })
+        }
         Command::Completions { .. } | Command::Simulate(_) => Ok(0),
     }
 }
@@ -218,6 +252,35 @@ where
     let code = rt.block_on(f());
     rt.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// `tend monitor --once`: every target checked once; a table; exit 1 if any is down.
+async fn monitor_once(config: &tend::monitor::MonitorConfig) -> Result<u8, Failure> {
+    let checker = tend::monitor::Checker::new(config)?;
+    let probes = tend::monitor::Probe::all(config)?;
+    let outcomes =
+        tend::monitor::scheduler::check_all_once(&checker, &probes, config.concurrency).await;
+    let width = probes
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:<width$}  {:<5}  {:>8}  REASON", "NAME", "STATE", "TIME");
+    let mut down = 0;
+    for (probe, o) in probes.iter().zip(&outcomes) {
+        let state = if o.up { "up" } else { "down" };
+        down += usize::from(!o.up);
+        println!(
+            "{:<width$}  {:<5}  {:>6}ms  {}",
+            probe.name,
+            state,
+            o.response_time.as_millis(),
+            o.reason
+        );
+    }
+    println!("{} up, {} down", outcomes.len() - down, down);
+    Ok(u8::from(down > 0))
 }
 
 /// The config from --config, ./tend.toml, or the embedded demo.

@@ -128,6 +128,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (message_id, notifier)
      );
      CREATE INDEX deliveries_due ON deliveries (delivered_at, next_at);",
+    // 2: monitor state (tracker JSON per target), raw check results and hourly aggregates (monitor/service.rs).
+    "CREATE TABLE monitor_state (target TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at INTEGER NOT NULL);
+     CREATE TABLE monitor_results (
+        target TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        up INTEGER NOT NULL,
+        response_ms INTEGER NOT NULL,
+        status INTEGER,
+        reason TEXT NOT NULL
+     );
+     CREATE INDEX monitor_results_target_at ON monitor_results (target, at);
+     CREATE INDEX monitor_results_at ON monitor_results (at);
+     CREATE TABLE monitor_hourly (
+        target TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        checks INTEGER NOT NULL,
+        ups INTEGER NOT NULL,
+        response_ms_sum INTEGER NOT NULL,
+        response_ms_max INTEGER NOT NULL,
+        PRIMARY KEY (target, hour)
+     );",
 ];
 
 /// A handle to the store; cheap to clone.

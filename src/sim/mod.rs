@@ -23,11 +23,15 @@
 //!   instances, time-averaged in percent: under/over-provisioning accuracy (mean shortfall/excess relative to the
 //!   demand) and timeshare (share of time under/over-provisioned).
 //! - **Oracle** (the lower bound): Σ ceil(demand) over time, no boot delay, no minimum billing.
+//!
+//! [`synth`] generates and transforms traces to check that a policy generalises beyond the shipped trace
+//! (`cargo run --release --example generalise -- TRACE.csv` prints the comparison).
 
 pub mod baselines;
 pub mod engine;
 pub mod fleet;
 pub mod report;
+pub mod synth;
 pub mod trace;
 
 use std::io::IsTerminal;

@@ -323,3 +323,34 @@ fn cli_runs_a_trace_with_json_and_svg() {
         .to_string();
     assert!(e.contains("no column \"cpu\""), "{e}");
 }
+
+#[test]
+fn tend_generalises_to_smooth_diurnal_traffic() {
+    // Two days of smooth web traffic, the baselines at the settings --sweep picks on the shipped trace: tend meets
+    // the SLO at ≤ 0.8× their cost (it learns that rises are small; fixed targets keep fixed headroom).
+    let values = synth::diurnal_web(2.0, 30.0, 11);
+    let opts = SimOptions {
+        step: Duration::from_secs(30),
+        peak: 20.0,
+        boot: Duration::from_secs(120),
+        lag: Duration::from_secs(60),
+        slo: 0.1,
+        policies: ["tend", "aws-target-tracking:target=62", "k8s-hpa:target=58"]
+            .iter()
+            .map(|s| PolicySpec::parse(s).expect("spec"))
+            .collect(),
+        sweep: false,
+    };
+    let r = run_values(&values, "diurnal-web", &opts).expect("runs");
+    let tend = r.policy("tend").expect("tend");
+    assert!(tend.meets_slo, "{tend:?}");
+    for name in ["aws-target-tracking", "k8s-hpa"] {
+        let b = r.policy(name).expect("baseline");
+        assert!(
+            tend.server_hours <= 0.8 * b.server_hours,
+            "tend {} vs {name} {}",
+            tend.server_hours,
+            b.server_hours
+        );
+    }
+}

@@ -1,0 +1,676 @@
+//! The `[monitor]` section: which targets to watch, how often, and when to call them down.
+//!
+//! Parsing touches nothing but the text; [`MonitorConfig::validate`] is pure and names the field of every
+//! problem, so `tend check-config` can print them all at once. Clients are built later, by
+//! [`crate::monitor::check::Checker::new`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default check interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default bound on one whole check (DNS, connect, TLS, headers, body).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of failed checks in a row before a target is down.
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 2;
+/// Default number of good checks in a row before a down target is up again.
+pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
+/// Default number of checks running at the same time.
+pub const DEFAULT_CONCURRENCY: usize = 512;
+/// Default number of redirects an HTTP check follows.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+/// Default cap on the body bytes an HTTP check reads (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default HTTP method.
+pub const DEFAULT_METHOD: &str = "GET";
+/// Default share of targets failing at once that makes a storm.
+pub const DEFAULT_STORM_SHARE: f64 = 0.5;
+/// Default smallest number of failing targets that can make a storm.
+pub const DEFAULT_STORM_MIN_FAILING: usize = 5;
+/// Default time alerts are gathered before storm control decides.
+pub const DEFAULT_STORM_WINDOW: Duration = Duration::from_secs(10);
+/// Default time raw check results are kept.
+pub const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default time hourly aggregates are kept.
+pub const DEFAULT_HOURLY_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// `[monitor]`: the website monitor.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// How often each target is checked ("60s"); a target may override it.
+    #[serde(with = "crate::config::human_duration", default = "default_interval")]
+    pub interval: Duration,
+    /// Bound on one whole check: DNS, connect, TLS, headers and body ("10s"). Must be below the interval.
+    #[serde(with = "crate::config::human_duration", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Failed checks in a row before a target is down and the team is told (2).
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Good checks in a row before a down target is up again (1).
+    #[serde(default = "default_success_threshold")]
+    pub success_threshold: u32,
+    /// While a target stays down, remind the team this often ("4h"); unset = no reminder.
+    #[serde(with = "opt_duration", default)]
+    pub reminder: Option<Duration>,
+    /// Checks running at the same time, across all targets (512).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Extra trusted CA certificates (PEM file), on top of the system roots: for an internal CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Storm control: one grouped alert instead of one per target when many fail at once.
+    #[serde(default)]
+    pub storm: StormConfig,
+    /// How long check results are kept.
+    #[serde(default)]
+    pub history: HistoryConfig,
+    /// The targets (`[[monitor.target]]`).
+    #[serde(default)]
+    pub target: Vec<TargetConfig>,
+}
+
+/// `[monitor.storm]`: group alerts when this machine, not the targets, looks broken.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StormConfig {
+    /// More than this share of targets failing at once (0.0..=1.0) is a storm (0.5).
+    #[serde(default = "default_storm_share")]
+    pub share: f64,
+    /// ...and at least this many targets failing (5), so two small sites are never a storm.
+    #[serde(default = "default_storm_min_failing")]
+    pub min_failing: usize,
+    /// Alerts are gathered this long before storm control decides how to send them ("10s").
+    #[serde(
+        with = "crate::config::human_duration",
+        default = "default_storm_window"
+    )]
+    pub window: Duration,
+    /// Reliable `host:port` addresses for a connectivity probe (e.g. "1.1.1.1:443"): when none can be
+    /// reached, new down alerts are grouped as "is this machine offline?". Empty = no probe.
+    #[serde(default)]
+    pub probe_hosts: Vec<String>,
+}
+
+/// `[monitor.history]`: retention of check results in the store.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Raw results (one row per check) are kept this long ("7d").
+    #[serde(
+        with = "crate::config::human_duration",
+        default = "default_raw_retention"
+    )]
+    pub raw_retention: Duration,
+    /// Hourly aggregates (checks, failures, response times) are kept this long ("90d").
+    #[serde(
+        with = "crate::config::human_duration",
+        default = "default_hourly_retention"
+    )]
+    pub hourly_retention: Duration,
+}
+
+/// `[[monitor.target]]`: one thing to watch. Exactly one of `url`, `tcp`, `tls`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Unique name, used in alerts, the status page and metrics.
+    pub name: String,
+    /// An http:// or https:// URL: an HTTP check (plus the certificate for https).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `host:port`: a TCP connect check.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// `host:port`: a TLS handshake check (chain, hostname and days until the certificate expires).
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// HTTP method ("GET").
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra HTTP request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Accepted HTTP statuses; empty = any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// A slower answer than this is down ("2s").
+    #[serde(with = "opt_duration", default)]
+    pub max_response_time: Option<Duration>,
+    /// The body must contain this text.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// The body must match this regular expression.
+    #[serde(default)]
+    pub body_matches: Option<String>,
+    /// JSON pointer into the body (RFC 6901, e.g. "/status"), compared with `json_equals`.
+    #[serde(default)]
+    pub json_pointer: Option<String>,
+    /// The value `json_pointer` must point at (any TOML value: "ok", 1, true).
+    #[serde(default)]
+    pub json_equals: Option<serde_json::Value>,
+    /// Redirects followed before the check is down (10); loops are detected and reported.
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: u32,
+    /// At most this many body bytes are read (1 MiB); the rest is ignored.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Down when the certificate expires in fewer days than this (https and tls targets).
+    #[serde(default)]
+    pub cert_min_days: Option<u32>,
+    /// Overrides `monitor.interval` for this target.
+    #[serde(with = "opt_duration", default)]
+    pub interval: Option<Duration>,
+    /// Overrides `monitor.timeout` for this target.
+    #[serde(with = "opt_duration", default)]
+    pub timeout: Option<Duration>,
+}
+
+/// One problem in the `[monitor]` section, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field, e.g. `monitor.target[2].timeout` or `monitor.target "shop".url`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            failure_threshold: DEFAULT_FAILURE_THRESHOLD,
+            success_threshold: DEFAULT_SUCCESS_THRESHOLD,
+            reminder: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            ca_file: None,
+            storm: StormConfig::default(),
+            history: HistoryConfig::default(),
+            target: Vec::new(),
+        }
+    }
+}
+
+impl Default for StormConfig {
+    fn default() -> Self {
+        StormConfig {
+            share: DEFAULT_STORM_SHARE,
+            min_failing: DEFAULT_STORM_MIN_FAILING,
+            window: DEFAULT_STORM_WINDOW,
+            probe_hosts: Vec::new(),
+        }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            raw_retention: DEFAULT_RAW_RETENTION,
+            hourly_retention: DEFAULT_HOURLY_RETENTION,
+        }
+    }
+}
+
+impl TargetConfig {
+    /// A target with every optional field at its default (for tests and generated configs).
+    pub fn new(name: impl Into<String>) -> Self {
+        TargetConfig {
+            name: name.into(),
+            url: None,
+            tcp: None,
+            tls: None,
+            method: default_method(),
+            headers: BTreeMap::new(),
+            expect_status: Vec::new(),
+            max_response_time: None,
+            body_contains: None,
+            body_matches: None,
+            json_pointer: None,
+            json_equals: None,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            cert_min_days: None,
+            interval: None,
+            timeout: None,
+        }
+    }
+
+    /// This target's interval: its own or the section's.
+    pub fn interval(&self, monitor: &MonitorConfig) -> Duration {
+        self.interval.unwrap_or(monitor.interval)
+    }
+
+    /// This target's timeout: its own or the section's.
+    pub fn timeout(&self, monitor: &MonitorConfig) -> Duration {
+        self.timeout.unwrap_or(monitor.timeout)
+    }
+
+    fn has_http_only_fields(&self) -> bool {
+        self.method != DEFAULT_METHOD
+            || !self.headers.is_empty()
+            || !self.expect_status.is_empty()
+            || self.body_contains.is_some()
+            || self.body_matches.is_some()
+            || self.json_pointer.is_some()
+            || self.json_equals.is_some()
+    }
+}
+
+impl MonitorConfig {
+    /// Checks every rule that parsing cannot; pure (the `ca_file` is not opened here).
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut err = |field: String, message: String| errors.push(FieldError { field, message });
+        if self.interval.is_zero() {
+            err("monitor.interval".into(), "must be more than 0s".into());
+        }
+        if self.timeout.is_zero() {
+            err("monitor.timeout".into(), "must be more than 0s".into());
+        }
+        if self.timeout >= self.interval && !self.interval.is_zero() {
+            err(
+                "monitor.timeout".into(),
+                format!(
+                    "{} must be below the interval {}",
+                    fmt_dur(self.timeout),
+                    fmt_dur(self.interval)
+                ),
+            );
+        }
+        if self.failure_threshold == 0 {
+            err(
+                "monitor.failure_threshold".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if self.success_threshold == 0 {
+            err(
+                "monitor.success_threshold".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if self.reminder.is_some_and(|r| r.is_zero()) {
+            err(
+                "monitor.reminder".into(),
+                "must be more than 0s (or left out)".into(),
+            );
+        }
+        if self.concurrency == 0 {
+            err("monitor.concurrency".into(), "must be at least 1".into());
+        }
+        if !(self.storm.share > 0.0 && self.storm.share <= 1.0) {
+            err(
+                "monitor.storm.share".into(),
+                format!("must be in (0, 1], got {}", self.storm.share),
+            );
+        }
+        if self.storm.window.is_zero() {
+            err("monitor.storm.window".into(), "must be more than 0s".into());
+        }
+        for (i, host) in self.storm.probe_hosts.iter().enumerate() {
+            if let Err(message) = check_host_port(host) {
+                err(format!("monitor.storm.probe_hosts[{i}]"), message);
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, target) in self.target.iter().enumerate() {
+            let at = if target.name.is_empty() {
+                format!("monitor.target[{i}]")
+            } else {
+                format!("monitor.target[{i}] ({:?})", target.name)
+            };
+            if target.name.trim().is_empty() {
+                err(format!("{at}.name"), "must not be empty".into());
+            } else if !names.insert(target.name.as_str()) {
+                err(
+                    format!("{at}.name"),
+                    format!("duplicate target name {:?}", target.name),
+                );
+            }
+            for (field, message) in validate_target(target, self) {
+                err(format!("{at}.{field}"), message);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The problems of one target, as (field, message).
+fn validate_target(t: &TargetConfig, monitor: &MonitorConfig) -> Vec<(&'static str, String)> {
+    let mut errors = Vec::new();
+    let kinds = [t.url.is_some(), t.tcp.is_some(), t.tls.is_some()]
+        .iter()
+        .filter(|k| **k)
+        .count();
+    if kinds != 1 {
+        errors.push((
+            "url",
+            format!("set exactly one of url, tcp, tls (found {kinds})"),
+        ));
+    }
+    if let Some(url) = &t.url {
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(u) => errors.push((
+                "url",
+                format!(
+                    "{url:?} must be http:// or https:// with a host, not {}",
+                    u.scheme()
+                ),
+            )),
+            Err(e) => errors.push(("url", format!("{url:?} is not a URL: {e}"))),
+        }
+    } else if t.has_http_only_fields() {
+        errors.push((
+            "url",
+            "method, headers, expect_status and body_* / json_* only apply to url targets".into(),
+        ));
+    }
+    for (field, value) in [("tcp", &t.tcp), ("tls", &t.tls)] {
+        if let Some(Err(message)) = value.as_deref().map(check_host_port) {
+            errors.push((field, message));
+        }
+    }
+    if t.cert_min_days.is_some() && t.tcp.is_some() {
+        errors.push((
+            "cert_min_days",
+            "a tcp target has no certificate; use tls = \"host:port\"".into(),
+        ));
+    }
+    if t.cert_min_days.is_some() && t.url.as_deref().is_some_and(|u| u.starts_with("http:")) {
+        errors.push(("cert_min_days", "an http:// URL has no certificate".into()));
+    }
+    if reqwest::Method::from_bytes(t.method.as_bytes()).is_err() {
+        errors.push(("method", format!("{:?} is not an HTTP method", t.method)));
+    }
+    for (name, value) in &t.headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(("headers", format!("{name:?} is not a valid header name")));
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            errors.push((
+                "headers",
+                format!("the value of {name:?} is not a valid header value"),
+            ));
+        }
+    }
+    if let Some(bad) = t.expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+        errors.push((
+            "expect_status",
+            format!("{bad} is not an HTTP status (100..=599)"),
+        ));
+    }
+    if let Some(pattern) = &t.body_matches
+        && let Err(e) = regex::Regex::new(pattern)
+    {
+        errors.push(("body_matches", format!("bad regex {pattern:?}: {e}")));
+    }
+    match (&t.json_pointer, &t.json_equals) {
+        (Some(p), Some(_)) if !(p.is_empty() || p.starts_with('/')) => errors.push((
+            "json_pointer",
+            format!("{p:?} must start with '/' (RFC 6901)"),
+        )),
+        (Some(_), None) => errors.push(("json_equals", "json_pointer needs json_equals".into())),
+        (None, Some(_)) => errors.push(("json_pointer", "json_equals needs json_pointer".into())),
+        _ => {}
+    }
+    if t.max_body_bytes == 0 {
+        errors.push(("max_body_bytes", "must be at least 1".into()));
+    }
+    let (interval, timeout) = (t.interval(monitor), t.timeout(monitor));
+    if t.interval.is_some_and(|i| i.is_zero()) {
+        errors.push(("interval", "must be more than 0s".into()));
+    }
+    if t.timeout.is_some_and(|i| i.is_zero()) {
+        errors.push(("timeout", "must be more than 0s".into()));
+    }
+    let overridden = t.interval.is_some() || t.timeout.is_some();
+    if overridden && timeout >= interval && !interval.is_zero() {
+        errors.push((
+            "timeout",
+            format!(
+                "{} must be below the interval {}",
+                fmt_dur(timeout),
+                fmt_dur(interval)
+            ),
+        ));
+    }
+    if let Some(max) = t.max_response_time
+        && max >= timeout
+    {
+        errors.push((
+            "max_response_time",
+            format!(
+                "{} must be below the timeout {}",
+                fmt_dur(max),
+                fmt_dur(timeout)
+            ),
+        ));
+    }
+    errors
+}
+
+/// `host:port` with a non-empty host and a port number.
+fn check_host_port(value: &str) -> Result<(), String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{value:?} must be host:port, e.g. \"example.com:443\""
+        )),
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn default_interval() -> Duration {
+    DEFAULT_INTERVAL
+}
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+fn default_failure_threshold() -> u32 {
+    DEFAULT_FAILURE_THRESHOLD
+}
+fn default_success_threshold() -> u32 {
+    DEFAULT_SUCCESS_THRESHOLD
+}
+fn default_concurrency() -> usize {
+    DEFAULT_CONCURRENCY
+}
+fn default_method() -> String {
+    DEFAULT_METHOD.to_string()
+}
+fn default_max_redirects() -> u32 {
+    DEFAULT_MAX_REDIRECTS
+}
+fn default_max_body_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_storm_share() -> f64 {
+    DEFAULT_STORM_SHARE
+}
+fn default_storm_min_failing() -> usize {
+    DEFAULT_STORM_MIN_FAILING
+}
+fn default_storm_window() -> Duration {
+    DEFAULT_STORM_WINDOW
+}
+fn default_raw_retention() -> Duration {
+    DEFAULT_RAW_RETENTION
+}
+fn default_hourly_retention() -> Duration {
+    DEFAULT_HOURLY_RETENTION
+}
+
+/// `Option<Duration>` in the human form, on top of [`crate::config::human_duration`].
+mod opt_duration {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        crate::config::human_duration::deserialize(d).map(Some)
+    }
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => crate::config::human_duration::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> MonitorConfig {
+        #[derive(Deserialize)]
+        struct File {
+            monitor: MonitorConfig,
+        }
+        toml::from_str::<File>(text).expect("parses").monitor
+    }
+
+    fn fields(config: &MonitorConfig) -> Vec<String> {
+        config
+            .validate()
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_design_example_parses_with_defaults() {
+        let c = parse(
+            r#"[monitor]
+interval = "60s"
+timeout = "10s"
+[[monitor.target]]
+name = "website"
+url = "https://example.com/"
+expect_status = [200]
+max_response_time = "2s"
+body_contains = "Welcome"
+cert_min_days = 14
+[[monitor.target]]
+name = "db"
+tcp = "127.0.0.1:5432"
+interval = "30s"
+"#,
+        );
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.failure_threshold, 2);
+        assert_eq!(c.success_threshold, 1);
+        assert_eq!(c.target[0].max_body_bytes, 1024 * 1024);
+        assert_eq!(c.target[0].max_response_time, Some(Duration::from_secs(2)));
+        assert_eq!(c.target[1].interval(&c), Duration::from_secs(30));
+        assert_eq!(c.target[1].timeout(&c), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = toml::from_str::<MonitorConfig>("intervall = \"5s\"").unwrap_err();
+        assert!(e.to_string().contains("intervall"), "{e}");
+        let e = toml::from_str::<MonitorConfig>(
+            "[[target]]\nname = \"a\"\nurl = \"http://x/\"\nbody = \"x\"",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("body"), "{e}");
+    }
+
+    #[test]
+    fn json_equals_takes_any_toml_value() {
+        let c = parse(
+            "[monitor]\n[[monitor.target]]\nname = \"api\"\nurl = \"http://127.0.0.1/\"\njson_pointer = \"/ok\"\njson_equals = true\n",
+        );
+        assert_eq!(c.target[0].json_equals, Some(serde_json::Value::Bool(true)));
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validation_names_each_field() {
+        let mut c = MonitorConfig {
+            timeout: Duration::from_secs(60),
+            ..MonitorConfig::default()
+        };
+        let mut a = TargetConfig::new("a");
+        a.url = Some("ftp://example.com/".into());
+        let mut dup = TargetConfig::new("a");
+        dup.tcp = Some("example.com".into());
+        let mut empty = TargetConfig::new("");
+        empty.url = Some("http://x/".into());
+        empty.tcp = Some("x:1".into());
+        let mut re = TargetConfig::new("re");
+        re.url = Some("http://x/".into());
+        re.body_matches = Some("(unclosed".into());
+        re.json_equals = Some(serde_json::json!(1));
+        re.timeout = Some(Duration::from_secs(1));
+        re.max_response_time = Some(Duration::from_secs(2));
+        let mut tcp = TargetConfig::new("tcp");
+        tcp.tcp = Some("x:22".into());
+        tcp.body_contains = Some("x".into());
+        tcp.cert_min_days = Some(3);
+        let none = TargetConfig::new("none");
+        c.target = vec![a, dup, empty, re, tcp, none];
+        let got = fields(&c);
+        let expect = [
+            "monitor.target[0] (\"a\").url: \"ftp://example.com/\" must be http:// or https://",
+            "monitor.timeout: 1m must be below the interval 1m",
+            "monitor.target[1] (\"a\").name: duplicate target name \"a\"",
+            "monitor.target[1] (\"a\").tcp: \"example.com\" must be host:port",
+            "monitor.target[2].name: must not be empty",
+            "monitor.target[2].url: set exactly one of url, tcp, tls (found 2)",
+            "monitor.target[3] (\"re\").body_matches: bad regex \"(unclosed\"",
+            "monitor.target[3] (\"re\").json_pointer: json_equals needs json_pointer",
+            "monitor.target[3] (\"re\").max_response_time: 2s must be below the timeout 1s",
+            "monitor.target[4] (\"tcp\").url: method, headers",
+            "monitor.target[4] (\"tcp\").cert_min_days: a tcp target has no certificate",
+            "monitor.target[5] (\"none\").url: set exactly one of url, tcp, tls (found 0)",
+        ];
+        for e in expect {
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn section_rules() {
+        let c = MonitorConfig {
+            failure_threshold: 0,
+            success_threshold: 0,
+            concurrency: 0,
+            storm: StormConfig {
+                share: 1.5,
+                probe_hosts: vec!["nope".into()],
+                ..StormConfig::default()
+            },
+            ..MonitorConfig::default()
+        };
+        let got = fields(&c);
+        for f in [
+            "monitor.failure_threshold",
+            "monitor.success_threshold",
+            "monitor.concurrency",
+            "monitor.storm.share",
+            "monitor.storm.probe_hosts[0]",
+        ] {
+            assert!(
+                got.iter().any(|g| g.starts_with(f)),
+                "missing {f} in {got:#?}"
+            );
+        }
+    }
+}

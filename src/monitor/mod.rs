@@ -1,0 +1,21 @@
+//! The website monitor: checks (HTTP, TCP, TLS), the pure up/down tracker, storm control and the scheduler
+//! that runs ten thousand targets on two cores.
+//!
+//! Data flow: [`config::MonitorConfig`] → [`check::Probe`] per target → [`scheduler::Scheduler`] runs
+//! [`check::Checker::check`] on each probe's interval → [`check::Outcome`] → [`tracker::TrackerState`] →
+//! [`tracker::Event`] → [`storm::decide`] → [`scheduler::Message`] for the daemon (persist, alert, serve).
+
+pub mod check;
+pub mod config;
+pub mod lag;
+pub mod scheduler;
+pub mod service;
+pub mod storm;
+pub mod tls;
+pub mod tracker;
+pub mod web;
+
+pub use check::{Checker, Outcome, Probe};
+pub use config::{MonitorConfig, TargetConfig};
+pub use scheduler::{Message, Report, Scheduler};
+pub use tracker::{Event, State, Thresholds, TrackerState};

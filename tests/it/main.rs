@@ -1,0 +1,11 @@
+//! Integration tests against real servers on loopback, in one test binary. The helpers in `support/` start
+//! the servers (an SMTP sink, the AWS API emulator, OpenSSH, HTTP targets) on free ports and stop them when
+//! the test ends, on panic too. `scripts/test` installs what they need; a server that cannot start fails the
+//! test rather than skipping it.
+
+mod alert;
+mod cli;
+mod deploy;
+mod monitor_checks;
+mod monitor_e2e;
+mod support;
