@@ -97,6 +97,8 @@ pub struct Config {
     /// How alerts are grouped and which notifiers deliver them.
     #[serde(default)]
     pub alert: crate::alert::AlertConfig,
+    /// `[cloud]`: where the fleet's instances come from.
+    pub cloud: Option<crate::cloud::CloudConfig>,
 }
 
 /// One problem in a config file, located as `FILE:LINE:COL`.
@@ -240,6 +242,9 @@ impl Config {
         out.extend(self.web.validate());
         out.extend(self.log.validate());
         out.extend(self.alert.validate());
+        if let Some(cloud) = &self.cloud {
+            out.extend(cloud.validate());
+        }
         out
     }
 }

@@ -128,6 +128,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (message_id, notifier)
      );
      CREATE INDEX deliveries_due ON deliveries (delivered_at, next_at);",
+    // 2: the local provider's processes (cloud/local.rs) and every scaling decision (scale/run.rs).
+    "CREATE TABLE local_instances (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        port INTEGER NOT NULL,
+        launched_at INTEGER NOT NULL
+     );
+     CREATE TABLE scale_decisions (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        instance TEXT,
+        reason TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        instances INTEGER NOT NULL,
+        median REAL,
+        predicted REAL,
+        fleet TEXT NOT NULL,
+        outcome TEXT NOT NULL
+     );
+     CREATE INDEX scale_decisions_at ON scale_decisions (at);",
 ];
 
 /// A handle to the store; cheap to clone.
