@@ -99,6 +99,8 @@ pub struct Config {
     pub alert: crate::alert::AlertConfig,
     /// `[cloud]`: where the fleet's instances come from.
     pub cloud: Option<crate::cloud::CloudConfig>,
+    /// `[scale]`: the autoscaler (needs `[cloud]`).
+    pub scale: Option<crate::scale::ScaleConfig>,
 }
 
 /// One problem in a config file, located as `FILE:LINE:COL`.
@@ -244,6 +246,15 @@ impl Config {
         out.extend(self.alert.validate());
         if let Some(cloud) = &self.cloud {
             out.extend(cloud.validate());
+        }
+        if let Some(scale) = &self.scale {
+            out.extend(scale.validate());
+            if self.cloud.is_none() {
+                out.push(Invalid::new(
+                    "scale",
+                    "needs a [cloud] section saying where instances come from",
+                ));
+            }
         }
         out
     }

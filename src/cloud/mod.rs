@@ -22,6 +22,8 @@ pub mod aws;
 pub mod config;
 pub mod local;
 pub mod sim;
+#[cfg(test)]
+pub mod testing;
 
 pub use config::CloudConfig;
 
