@@ -44,8 +44,13 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     use anyhow::Context as _;
     let config = ctx.config.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    let fleet_status = crate::scale::FleetStatus::default();
+    let scaling = config.scale.is_some() && config.cloud.is_some();
     if config.web.enabled {
-        let web = Web::new(config.web.clone(), ctx.metrics.clone());
+        let mut web = Web::new(config.web.clone(), ctx.metrics.clone());
+        if scaling {
+            web = web.section(std::sync::Arc::new(fleet_status.clone()));
+        }
         let bound = web.bind().await?;
         let addr = bound.local_addr().context("reading the bound address")?;
         crate::notice!(url = %format!("http://{addr}/"), "Status page up");
@@ -55,6 +60,23 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
                 tracing::error!(%error, "Web server stopped");
             }
         });
+    }
+    if scaling {
+        let (ctx, token, status) = (ctx.clone(), shutdown.clone(), fleet_status.clone());
+        tasks.spawn(crate::runtime::supervise(
+            "scale",
+            shutdown.clone(),
+            move || {
+                let (ctx, token, status) = (ctx.clone(), token.clone(), status.clone());
+                async move {
+                    let orchestrator = crate::scale::run::from_context(&ctx, false, status)
+                        .await?
+                        .ok_or("no [scale] or [cloud] section")?;
+                    orchestrator.run(token).await?;
+                    Ok(())
+                }
+            },
+        ));
     }
     shutdown.cancelled().await;
     let drained =

@@ -76,6 +76,35 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// List the fleet: the instances with the prefix, their state, age, address and load.
+    ///
+    /// Example: tend fleet --json
+    Fleet {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run only the orchestrator; --once runs one cycle and prints the fleet, the decision and why.
+    ///
+    /// Example: tend scale --once --dry-run
+    Scale {
+        /// One cycle, then exit (1 if its action failed).
+        #[arg(long)]
+        once: bool,
+        /// Decide and store, but create and terminate nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The demo's worker process (started by the `local` provider): burns its share of `DIR/demand`.
+    #[command(hide = true)]
+    Worker {
+        /// This worker's name.
+        #[arg(long)]
+        name: String,
+        /// Folder with the `demand` file and the workers' heartbeats.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
@@ -135,6 +164,11 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> Result<u8, Failure> {
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "tend", &mut std::io::stdout());
+        return Ok(0);
+    }
+    if let Command::Worker { name, dir } = &cli.command {
+        tend::cloud::worker::run(name, dir)
+            .with_context(|| format!("worker {name} in {}", dir.display()))?;
         return Ok(0);
     }
     if let Command::Simulate(args) = &cli.command {
@@ -202,7 +236,40 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(u8::from(failed))
         }),
-        Command::Completions { .. } | Command::Simulate(_) => Ok(0),
+        Command::Fleet { json } => with_runtime(|| async move {
+            let ctx = open(config, console)?;
+            let out = tend::scale::cli::fleet(&ctx, json).await;
+            ctx.alerter.stop(Duration::from_millis(200)).await;
+            print!("{}", out.map_err(command_failure)?);
+            Ok(0)
+        }),
+        Command::Scale { once, dry_run } => with_runtime(|| async move {
+            let ctx = open(config, console)?;
+            let result = if once {
+                tend::scale::cli::scale_once(&ctx, dry_run)
+                    .await
+                    .map(|(text, ok)| {
+                        print!("{text}");
+                        u8::from(!ok)
+                    })
+            } else {
+                let shutdown = CancellationToken::new();
+                tend::runtime::cancel_on_signals(shutdown.clone());
+                tend::scale::cli::scale_loop(&ctx, dry_run, shutdown)
+                    .await
+                    .map(|()| 0)
+            };
+            ctx.alerter.stop(Duration::from_secs(2)).await;
+            result.map_err(command_failure)
+        }),
+        Command::Completions { .. } | Command::Simulate(_) | Command::Worker { .. } => Ok(0),
+    }
+}
+
+fn command_failure(e: tend::scale::cli::CommandError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
     }
 }
 
@@ -272,6 +339,25 @@ fn print_summary(config: &Config, source: &Source) {
         config.log.alert_from.as_str(),
         config.log.context_lines
     );
+    if let Some(cloud) = &config.cloud {
+        println!(
+            "  cloud     provider {}, instances named {}-…",
+            format!("{:?}", cloud.provider).to_lowercase(),
+            cloud.prefix
+        );
+    }
+    if let Some(scale) = &config.scale {
+        let p = &scale.policy;
+        println!(
+            "  scale     {}..={} instances, add above {}%, remove below {}% predicted, every {}{}",
+            p.min,
+            p.max,
+            p.high,
+            p.low,
+            humantime::format_duration(p.interval),
+            if scale.dry_run { " (dry run)" } else { "" }
+        );
+    }
     let names = config.alert.notifier_names();
     if names.is_empty() {
         println!("  alerts    no notifier: alerts stay in the outbox");
@@ -309,6 +395,12 @@ fn print_demo_banner(config: &Config) {
             })
             .unwrap_or_else(|| "the outbox".into())
     );
+    if config.cloud.is_some() && config.scale.is_some() {
+        println!(
+            "{b}Watch it scale{r}: `echo 2.5 > tend-data/demo/demand` asks the workers for 2.5 servers' worth of CPU \
+             (0.3 when absent); `tend fleet` shows them. Workers outlive tend and are re-adopted by the next run."
+        );
+    }
     println!(
         "{b}Change it{r}: save the config above as ./tend.toml and edit it. Stop with Ctrl-C.\n"
     );

@@ -21,7 +21,8 @@ use crate::store::{Store, from_millis, millis};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
-    /// Shell command of one instance; `{name}` and `{port}` are substituted (shell-quoted).
+    /// Shell command of one instance; `{name}`, `{port}` and `{exe}` (this tend binary) are substituted,
+    /// shell-quoted.
     #[serde(default = "default_command")]
     pub command: String,
     /// Instances get ports from here up, the lowest free one first.
@@ -241,9 +242,12 @@ impl LocalProvider {
     }
 
     async fn spawn(&self, name: &str, token: &str, port: u16) -> Result<Record, CloudError> {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "tend".into());
         let command = substitute(
             &self.config.command,
-            &[("name", name), ("port", &port.to_string())],
+            &[("name", name), ("port", &port.to_string()), ("exe", &exe)],
         );
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c").arg(&command).process_group(0);

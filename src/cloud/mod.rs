@@ -24,6 +24,7 @@ pub mod local;
 pub mod sim;
 #[cfg(test)]
 pub mod testing;
+pub mod worker;
 
 pub use config::CloudConfig;
 
