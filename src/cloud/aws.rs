@@ -260,12 +260,15 @@ impl AwsProvider {
         }
     }
 
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Instance>, CloudError> {
+    async fn describe(
+        &self,
+        filters: Vec<Filter>,
+        retry: &Retry,
+    ) -> Result<Vec<Instance>, CloudError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self
-                .retry
+            let page = retry
                 .run("ec2:DescribeInstances", || {
                     self.ec2
                         .describe_instances()
@@ -405,10 +408,13 @@ impl Provider for AwsProvider {
         Box::pin(async move {
             let pattern = format!("{prefix}*");
             let mut all = self
-                .describe(vec![
-                    filter("tag:Name", &[&pattern]),
-                    filter("instance-state-name", NOT_TERMINATED),
-                ])
+                .describe(
+                    vec![
+                        filter("tag:Name", &[&pattern]),
+                        filter("instance-state-name", NOT_TERMINATED),
+                    ],
+                    &self.retry,
+                )
                 .await?;
             // The tag filter is a wildcard; keep exactly the names with the prefix.
             all.retain(|i| i.name.starts_with(prefix));
@@ -418,26 +424,35 @@ impl Provider for AwsProvider {
 
     fn create<'a>(&'a self, name: &'a str, client_token: &'a str) -> CloudFuture<'a, Instance> {
         Box::pin(async move {
-            let existing = self
-                .describe(vec![
-                    filter("tag:Name", &[name]),
-                    filter("instance-state-name", &["pending", "running"]),
-                ])
-                .await?;
-            if let Some(found) = existing.into_iter().next() {
-                return Ok(found);
-            }
-            let out = self
-                .retry
-                .run("ec2:RunInstances", || {
-                    self.run_request(name, client_token)
+            // Each attempt first looks for the instance a lost answer may have created: names are unique.
+            let once = Retry {
+                attempts: 1,
+                ..self.retry.clone()
+            };
+            self.retry
+                .run("ec2:RunInstances", || async {
+                    let existing = self
+                        .describe(
+                            vec![
+                                filter("tag:Name", &[name]),
+                                filter("instance-state-name", &["pending", "running"]),
+                            ],
+                            &once,
+                        )
+                        .await?;
+                    if let Some(found) = existing.into_iter().next() {
+                        return Ok(found);
+                    }
+                    let out = self
+                        .run_request(name, client_token)
                         .send()
                         .classified("ec2:RunInstances")
+                        .await?;
+                    out.instances().iter().find_map(convert).ok_or_else(|| {
+                        CloudError::permanent("ec2:RunInstances", "the answer lists no instance")
+                    })
                 })
-                .await?;
-            out.instances().iter().find_map(convert).ok_or_else(|| {
-                CloudError::permanent("ec2:RunInstances", "the answer lists no instance")
-            })
+                .await
         })
     }
 
