@@ -8,6 +8,7 @@
 //! instances a page), never one call per instance.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_ec2::types::{
@@ -355,8 +356,6 @@ where
         self.await.map_err(|e| classify(op, e))
     }
 }
-
-use std::future::Future;
 
 fn state_of(name: &InstanceStateName) -> State {
     match name {

@@ -347,7 +347,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hanging_attempt_times_out_as_transient() {
         let err = quick()
-            .run("op", || std::future::pending::<Result<(), CloudError>>())
+            .run("op", std::future::pending::<Result<(), CloudError>>)
             .await
             .unwrap_err();
         assert!(err.is_transient());

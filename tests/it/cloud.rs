@@ -148,7 +148,10 @@ async fn elb_registers_and_deregisters_targets() {
     );
     let i = p.create("web-a", "web-a").await.unwrap();
     elb.register(&i).await.unwrap();
-    assert_eq!(crate::scale::targets(&sdk, &arn).await, [i.id.clone()]);
+    assert_eq!(
+        crate::scale::targets(&sdk, &arn).await,
+        std::slice::from_ref(&i.id)
+    );
     elb.deregister(&i).await.unwrap();
     assert!(crate::scale::targets(&sdk, &arn).await.is_empty());
 }
@@ -205,7 +208,11 @@ async fn aws_faults_are_retried_then_typed_and_leave_nothing_half_done() {
     proxy.inject("RunInstances", Fault::Lost(500), 1);
     let made = p.create("web-x", "web-x").await.unwrap();
     let listed = p.list("web-").await.unwrap();
-    assert_eq!(ids(&listed), [made.id.clone()], "exactly one instance");
+    assert_eq!(
+        ids(&listed),
+        std::slice::from_ref(&made.id),
+        "exactly one instance"
+    );
     assert_eq!(proxy.count("RunInstances"), 1);
     // A create that never gets through: a typed error and no instance.
     proxy.inject("RunInstances", Fault::Error(503, "Unavailable"), 3);
@@ -215,7 +222,7 @@ async fn aws_faults_are_retried_then_typed_and_leave_nothing_half_done() {
     // CloudWatch throttling is retried too.
     proxy.inject("GetMetricData", Fault::Error(400, "Throttling"), 1);
     assert_eq!(
-        p.load(&[made.id.clone()], Duration::from_secs(300))
+        p.load(std::slice::from_ref(&made.id), Duration::from_secs(300))
             .await
             .unwrap(),
         [None]
