@@ -65,6 +65,8 @@ pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> any
     use anyhow::Context as _;
     let config = ctx.config.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    let fleet_status = crate::scale::FleetStatus::default();
+    let scaling = parts.scale && config.scale.is_some() && config.cloud.is_some();
     let mut web = Web::new(config.web.clone(), ctx.metrics.clone());
     if let (true, Some(monitor)) = (parts.monitor, &config.monitor) {
         let service = MonitorService::new(
@@ -82,6 +84,19 @@ pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> any
             service.clone().run(token.clone())
         }));
     }
+    if scaling {
+        web = web.section(Arc::new(fleet_status.clone()));
+    }
+    if config.deploy.is_some() {
+        web = web
+            .section(Arc::new(crate::deploy::service::DeploySection(
+                ctx.store.clone(),
+            )))
+            .routes(crate::deploy::service::routes(
+                ctx.clone(),
+                shutdown.clone(),
+            ));
+    }
     if config.web.enabled {
         let bound = web.bind().await?;
         let addr = bound.local_addr().context("reading the bound address")?;
@@ -92,6 +107,23 @@ pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> any
                 tracing::error!(%error, "Web server stopped");
             }
         });
+    }
+    if scaling {
+        let (ctx, token, status) = (ctx.clone(), shutdown.clone(), fleet_status.clone());
+        tasks.spawn(crate::runtime::supervise(
+            "scale",
+            shutdown.clone(),
+            move || {
+                let (ctx, token, status) = (ctx.clone(), token.clone(), status.clone());
+                async move {
+                    let orchestrator = crate::scale::run::from_context(&ctx, false, status)
+                        .await?
+                        .ok_or("no [scale] or [cloud] section")?;
+                    orchestrator.run(token).await?;
+                    Ok(())
+                }
+            },
+        ));
     }
     shutdown.cancelled().await;
     let drained =

@@ -101,6 +101,10 @@ pub struct Config {
     pub monitor: Option<crate::monitor::MonitorConfig>,
     /// Rolling deploys over SSH (`tend deploy`, the CI webhook).
     pub deploy: Option<crate::deploy::DeployConfig>,
+    /// `[cloud]`: where the fleet's instances come from.
+    pub cloud: Option<crate::cloud::CloudConfig>,
+    /// `[scale]`: the autoscaler (needs `[cloud]`).
+    pub scale: Option<crate::scale::ScaleConfig>,
 }
 
 /// One problem in a config file, located as `FILE:LINE:COL`.
@@ -252,6 +256,18 @@ impl Config {
         if let Some(d) = &self.deploy {
             if let Err(e) = d.validate() {
                 out.push(Invalid::new(e.field, e.message));
+            }
+        }
+        if let Some(cloud) = &self.cloud {
+            out.extend(cloud.validate());
+        }
+        if let Some(scale) = &self.scale {
+            out.extend(scale.validate());
+            if self.cloud.is_none() {
+                out.push(Invalid::new(
+                    "scale",
+                    "needs a [cloud] section saying where instances come from",
+                ));
             }
         }
         out

@@ -30,6 +30,8 @@
 
 pub mod alert;
 pub mod app;
+pub mod balancer;
+pub mod cloud;
 pub mod config;
 pub mod deploy;
 pub mod log;

@@ -86,6 +86,54 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// List the fleet: the instances with the prefix, their state, age, address and load.
+    ///
+    /// Example: tend fleet --json
+    Fleet {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run only the orchestrator; --once runs one cycle and prints the fleet, the decision and why.
+    ///
+    /// Example: tend scale --once --dry-run
+    Scale {
+        /// One cycle, then exit (1 if its action failed).
+        #[arg(long)]
+        once: bool,
+        /// Decide and store, but create and terminate nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The demo's worker process (started by the `local` provider): burns its share of `DIR/demand`.
+    #[command(hide = true)]
+    Worker {
+        /// This worker's name.
+        #[arg(long)]
+        name: String,
+        /// Folder with the `demand` file and the workers' heartbeats.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Roll the configured steps out to the hosts, batch by batch, with a health check after each host.
+    ///
+    /// Stops at the first failure (or after max_failures), alerts, and exits 1. Two deploys never run at once.
+    ///
+    /// Example: tend deploy --commit 3f2c1ab --dry-run
+    Deploy {
+        /// Print the plan (hosts, batches, commands) and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Deploy to this host only (its name, host:port or address).
+        #[arg(long, value_name = "HOST")]
+        only: Option<String>,
+        /// The commit to deploy, for {commit} in the steps.
+        #[arg(long, value_name = "SHA")]
+        commit: Option<String>,
+        /// The branch, for {branch} in the steps.
+        #[arg(long, value_name = "NAME")]
+        branch: Option<String>,
+    },
     /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
@@ -145,6 +193,11 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> Result<u8, Failure> {
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "tend", &mut std::io::stdout());
+        return Ok(0);
+    }
+    if let Command::Worker { name, dir } = &cli.command {
+        tend::cloud::worker::run(name, dir)
+            .with_context(|| format!("worker {name} in {}", dir.display()))?;
         return Ok(0);
     }
     if let Command::Simulate(args) = &cli.command {
@@ -236,7 +289,51 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
                 Ok(0)
             })
         }
-        Command::Completions { .. } | Command::Simulate(_) => Ok(0),
+        Command::Deploy {
+            dry_run,
+            only,
+            commit,
+            branch,
+        } => with_runtime(|| async move {
+            let ctx = open(config, console)?;
+            let result = deploy_command(&ctx, dry_run, only, commit, branch).await;
+            ctx.alerter.stop(Duration::from_secs(5)).await;
+            result
+        }),
+        Command::Fleet { json } => with_runtime(|| async move {
+            let ctx = open(config, console)?;
+            let out = tend::scale::cli::fleet(&ctx, json).await;
+            ctx.alerter.stop(Duration::from_millis(200)).await;
+            print!("{}", out.map_err(command_failure)?);
+            Ok(0)
+        }),
+        Command::Scale { once, dry_run } => with_runtime(|| async move {
+            let ctx = open(config, console)?;
+            let result = if once {
+                tend::scale::cli::scale_once(&ctx, dry_run)
+                    .await
+                    .map(|(text, ok)| {
+                        print!("{text}");
+                        u8::from(!ok)
+                    })
+            } else {
+                let shutdown = CancellationToken::new();
+                tend::runtime::cancel_on_signals(shutdown.clone());
+                tend::scale::cli::scale_loop(&ctx, dry_run, shutdown)
+                    .await
+                    .map(|()| 0)
+            };
+            ctx.alerter.stop(Duration::from_secs(2)).await;
+            result.map_err(command_failure)
+        }),
+        Command::Completions { .. } | Command::Simulate(_) | Command::Worker { .. } => Ok(0),
+    }
+}
+
+fn command_failure(e: tend::scale::cli::CommandError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
     }
 }
 
@@ -252,6 +349,40 @@ where
     let code = rt.block_on(f());
     rt.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// `tend deploy`: the plan (dry run) or the rollout with a summary table; exit 1 when it failed.
+async fn deploy_command(
+    ctx: &Context,
+    dry_run: bool,
+    only: Option<String>,
+    commit: Option<String>,
+    branch: Option<String>,
+) -> Result<u8, Failure> {
+    use tend::deploy::service::{self, DeployServiceError};
+    let fail = |e: DeployServiceError| Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    };
+    let plan = service::plan(
+        ctx,
+        tend::deploy::DeployContext { commit, branch },
+        only.as_deref(),
+    )
+    .await
+    .map_err(fail)?;
+    if dry_run {
+        print!("{plan}");
+        return Ok(0);
+    }
+    let shutdown = CancellationToken::new();
+    tend::runtime::cancel_on_signals(shutdown.clone());
+    let sink = Arc::new(tend::deploy::WriterSink::stdout());
+    let (id, summary) = service::run(ctx, plan, "cli", sink, shutdown)
+        .await
+        .map_err(fail)?;
+    println!("\nDeploy #{id}:\n{}", summary.table());
+    Ok(summary.exit_code() as u8)
 }
 
 /// `tend monitor --once`: every target checked once; a table; exit 1 if any is down.
@@ -335,6 +466,25 @@ fn print_summary(config: &Config, source: &Source) {
         config.log.alert_from.as_str(),
         config.log.context_lines
     );
+    if let Some(cloud) = &config.cloud {
+        println!(
+            "  cloud     provider {}, instances named {}-…",
+            format!("{:?}", cloud.provider).to_lowercase(),
+            cloud.prefix
+        );
+    }
+    if let Some(scale) = &config.scale {
+        let p = &scale.policy;
+        println!(
+            "  scale     {}..={} instances, add above {}%, remove below {}% predicted, every {}{}",
+            p.min,
+            p.max,
+            p.high,
+            p.low,
+            humantime::format_duration(p.interval),
+            if scale.dry_run { " (dry run)" } else { "" }
+        );
+    }
     let names = config.alert.notifier_names();
     if names.is_empty() {
         println!("  alerts    no notifier: alerts stay in the outbox");
@@ -372,6 +522,12 @@ fn print_demo_banner(config: &Config) {
             })
             .unwrap_or_else(|| "the outbox".into())
     );
+    if config.cloud.is_some() && config.scale.is_some() {
+        println!(
+            "{b}Watch it scale{r}: `echo 2.5 > tend-data/demo/demand` asks the workers for 2.5 servers' worth of CPU \
+             (0.3 when absent); `tend fleet` shows them. Workers outlive tend and are re-adopted by the next run."
+        );
+    }
     println!(
         "{b}Change it{r}: save the config above as ./tend.toml and edit it. Stop with Ctrl-C.\n"
     );

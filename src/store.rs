@@ -128,7 +128,32 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (message_id, notifier)
      );
      CREATE INDEX deliveries_due ON deliveries (delivered_at, next_at);",
-    // 2: monitor state (tracker JSON per target), raw check results and hourly aggregates (monitor/service.rs).
+    // 2: the local provider's processes (cloud/local.rs) and every scaling decision (scale/run.rs).
+    "CREATE TABLE local_instances (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        port INTEGER NOT NULL,
+        launched_at INTEGER NOT NULL
+     );
+     CREATE TABLE scale_decisions (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        instance TEXT,
+        reason TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        instances INTEGER NOT NULL,
+        median REAL,
+        predicted REAL,
+        fleet TEXT NOT NULL,
+        outcome TEXT NOT NULL
+     );
+     CREATE INDEX scale_decisions_at ON scale_decisions (at);",
+    // 3: monitor state (tracker JSON per target), raw check results and hourly aggregates (monitor/service.rs).
     "CREATE TABLE monitor_state (target TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at INTEGER NOT NULL);
      CREATE TABLE monitor_results (
         target TEXT NOT NULL,
@@ -149,6 +174,26 @@ const MIGRATIONS: &[&str] = &[
         response_ms_max INTEGER NOT NULL,
         PRIMARY KEY (target, hour)
      );",
+    // 4: deploys, the deploy lock (one row at most) and the webhook deliveries seen (deploy/service.rs).
+    "CREATE TABLE deploys (
+        id INTEGER PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        trigger TEXT NOT NULL,
+        commit_sha TEXT,
+        branch TEXT,
+        hosts TEXT NOT NULL,
+        state TEXT NOT NULL,
+        summary TEXT,
+        log TEXT
+     );
+     CREATE TABLE deploy_lock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        deploy_id INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        since INTEGER NOT NULL
+     );
+     CREATE TABLE webhook_deliveries (delivery TEXT PRIMARY KEY, at INTEGER NOT NULL);",
 ];
 
 /// A handle to the store; cheap to clone.

@@ -188,10 +188,19 @@ impl Alerter {
         store: Store,
         metrics: &Metrics,
     ) -> Result<Alerter, AlertError> {
+        // The alert thread's own runtime, made here so that notifiers (lettre's connection pool spawns a
+        // task when built) are built inside it and a bad notifier is an error at start, not in the thread.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(AlertError::Thread)?;
         let names = config.notifier_names();
         let mut notifiers = Vec::new();
-        for (c, name) in config.notifier.iter().zip(&names) {
-            notifiers.push((name.clone(), Arc::new(Notifier::build(c, name)?)));
+        {
+            let _inside = rt.enter();
+            for (c, name) in config.notifier.iter().zip(&names) {
+                notifiers.push((name.clone(), Arc::new(Notifier::build(c, name)?)));
+            }
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let store_for_gauge = store.clone();
@@ -229,17 +238,7 @@ impl Alerter {
         };
         let thread = std::thread::Builder::new()
             .name("tend-alert".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(worker.run(rx)),
-                    Err(error) => {
-                        tracing::error!(alert = false, %error, "Cannot start the alert runtime")
-                    }
-                }
-            })
+            .spawn(move || rt.block_on(worker.run(rx)))
             .map_err(AlertError::Thread)?;
         Ok(Alerter {
             tx,

@@ -202,11 +202,11 @@ pub fn undelivered(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
-/// The state of one message's deliveries: `(notifier, delivered, attempts, last error)`.
-pub fn deliveries_of(
-    conn: &Connection,
-    message: i64,
-) -> rusqlite::Result<Vec<(String, bool, u32, Option<String>)>> {
+/// One delivery's state: `(notifier, delivered, attempts, last error)`.
+pub type DeliveryState = (String, bool, u32, Option<String>);
+
+/// The state of one message's deliveries.
+pub fn deliveries_of(conn: &Connection, message: i64) -> rusqlite::Result<Vec<DeliveryState>> {
     let mut stmt = conn.prepare_cached(
         "SELECT notifier, delivered_at IS NOT NULL, attempts, last_error FROM deliveries
          WHERE message_id = ?1 ORDER BY notifier",

@@ -143,8 +143,8 @@ fn digest(rows: &[&Pending]) -> Planned {
         .unwrap_or(Level::Error);
     let total: i64 = rows.iter().map(|r| r.count - r.count_sent).sum();
     let subject = format!("{} alerts at once ({total} events): digest", rows.len());
-    let mut body = format!(
-        "More alerts than the storm limit fell due together; they are listed here in one message.\n\n"
+    let mut body = String::from(
+        "More alerts than the storm limit fell due together; they are listed here in one message.\n\n",
     );
     for row in rows {
         let n = row.count - row.count_sent;

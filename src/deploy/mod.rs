@@ -10,6 +10,7 @@ pub mod config;
 pub mod health;
 pub mod plan;
 pub mod rollout;
+pub mod service;
 pub mod ssh;
 pub mod template;
 pub mod webhook;

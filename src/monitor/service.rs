@@ -390,7 +390,7 @@ impl MonitorService {
     async fn refresh_uptime(&self) {
         let now = millis(SystemTime::now());
         let raw_from = now - self.config.history.raw_retention.as_millis() as i64;
-        let windows = [24 * 3600_000i64, 7 * 24 * 3600_000, 30 * 24 * 3600_000];
+        let windows = [24 * 3_600_000_i64, 7 * 24 * 3_600_000, 30 * 24 * 3_600_000];
         let result = self
             .store
             .call(move |c| {
@@ -439,7 +439,7 @@ impl MonitorService {
     async fn rollup(&self) {
         let now = millis(SystemTime::now());
         let raw_before = now - self.config.history.raw_retention.as_millis() as i64;
-        let raw_before = raw_before - raw_before.rem_euclid(3600_000);
+        let raw_before = raw_before - raw_before.rem_euclid(3_600_000);
         let hourly_before = now - self.config.history.hourly_retention.as_millis() as i64;
         let result = self
             .store

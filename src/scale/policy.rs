@@ -10,20 +10,10 @@
 //!   policy holds and says so.
 //! - **Proportional scale-up.** Enough instances are added at once to bring the median into the band
 //!   (`ceil(median · n / high)`), capped by `max` and `max_step`, at least one.
-//! - **Demand through transients.** Loads arrive averaged over `window` and delayed by `metric_lag`, so right
-//!   after a removal the survivors still show the load shared with the removed one (demand looks lower and
-//!   invites the next removal), and when new instances start reporting the old ones still show the load from
-//!   before. Demand is `median × effective serving count`, where the effective count weighs recent removals and
-//!   new reporters by the share of the window they still (or already) appear in ([`crate::scale::demand`]); the
-//!   seed's predicted load after a removal uses the same count. Without a recent change it is the plain count.
 //! - **Forecast headroom** (`predictive`, on by default). The policy keeps capacity for the current demand plus
-//!   the rise demand may take before new capacity could serve, learned as it runs (see
-//!   [`crate::scale::forecast`]): a high quantile (set by `overload_budget`) of the rises seen over the measured
-//!   boot-to-data delay plus one interval, in whichever model explains them best: additive, proportional to the
-//!   level, or proportional to the recent volatility, on top of nothing, the trend, or the rise the daily profile
-//!   (learnt from the same minutes of the previous days) predicts. It adds when that forecast exceeds the fleet
-//!   (proportionally: all the missing instances at once), and removes only when the forecast also fits the
-//!   smaller fleet under `high`.
+//!   the rise demand may take before new capacity could serve: a high quantile of the rises it has *seen* over
+//!   that horizon at similar load levels (see [`crate::scale::forecast`]). It adds when that forecast exceeds the
+//!   fleet, and removes only when the forecast also fits the smaller fleet under `high`.
 //! - **Saturation.** A median at or above `saturated` means the true demand is unknown (CPU cannot show more than
 //!   100 %): the fleet is multiplied by `surge` in one step, so a sudden multiple of the demand is met within one
 //!   boot instead of one boot per doubling.
@@ -36,7 +26,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::demand::Transients;
 use super::forecast::History;
 
 /// Lifecycle of an instance as the provider reports it.
@@ -139,10 +128,6 @@ pub struct PolicyConfig {
     /// How long learned rises are remembered.
     #[serde(with = "crate::config::human_duration")]
     pub memory: Duration,
-    /// How old the load metrics are when they arrive (the monitoring delay), to read them right while the fleet
-    /// changes.
-    #[serde(with = "crate::config::human_duration")]
-    pub metric_lag: Duration,
 }
 
 /// Default `high`.
@@ -171,8 +156,6 @@ pub const DEFAULT_SATURATED: f64 = 99.0;
 pub const DEFAULT_SURGE: f64 = 4.0;
 /// Default `memory`: a week, to see every day of it.
 pub const DEFAULT_MEMORY: Duration = Duration::from_secs(7 * 86_400);
-/// Default `metric_lag`.
-pub const DEFAULT_METRIC_LAG: Duration = Duration::from_secs(60);
 
 impl Default for PolicyConfig {
     fn default() -> Self {
@@ -191,7 +174,6 @@ impl Default for PolicyConfig {
             saturated: DEFAULT_SATURATED,
             surge: DEFAULT_SURGE,
             memory: DEFAULT_MEMORY,
-            metric_lag: DEFAULT_METRIC_LAG,
         }
     }
 }
@@ -273,10 +255,9 @@ pub struct Assessment {
     pub missing: usize,
     /// Median load (percent) over instances with data.
     pub median: Option<f64>,
-    /// Estimated demand in servers: median × effective serving instances / 100 (see the module docs).
+    /// Estimated demand in servers: median × serving instances / 100.
     pub demand: Option<f64>,
-    /// The seed's predicted load after removing one: median·n/(n−1) (n = serving instances; the effective count
-    /// in the numerator while the loads still show a recent fleet change).
+    /// The seed's predicted load after removing one: median·n/(n−1) (n = serving instances).
     pub predicted_after_removal: Option<f64>,
     /// Demand plus the learned headroom: what the fleet must be able to carry over the horizon (servers).
     pub forecast: Option<f64>,
@@ -286,7 +267,6 @@ pub struct Assessment {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     history: History,
-    transients: Transients,
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -321,9 +301,9 @@ impl Policy {
 
     /// Updates the memory with this interval's observation. Call once per interval, before [`Policy::decide`].
     pub fn observe(&mut self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) {
-        self.transients
-            .update(fleet, now, config.window, config.metric_lag);
         let a = self.assess_basic(fleet, config, now);
+        // Samples taken while the fleet changes are kept: lagged averages then understate demand for a while,
+        // and the rises this teaches add a margin for the scaling transients themselves.
         let demand = a.demand.filter(|_| a.missing * 2 <= a.total);
         let instances = fleet
             .instances
@@ -337,9 +317,6 @@ impl Policy {
             config.interval,
             config.memory,
         );
-        if config.predictive {
-            self.history.fit(1.0 - config.overload_budget / 100.0);
-        }
     }
 
     fn assess_basic(&self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) -> Assessment {
@@ -354,24 +331,16 @@ impl Policy {
         let missing = total - with_data - booting;
         let median = median(&mut loads);
         let serving = (with_data + missing) as f64;
-        // The count the (delayed) loads were measured on: the serving count, unless the fleet just changed.
-        let effective = self.transients.effective_serving(
-            fleet,
-            missing,
-            now,
-            config.window,
-            config.metric_lag,
-        );
         Assessment {
             total,
             with_data,
             booting,
             missing,
             median,
-            demand: median.map(|m| m * effective / 100.0),
+            demand: median.map(|m| m * serving / 100.0),
             predicted_after_removal: median
                 .filter(|_| serving >= 2.0)
-                .map(|m| m * effective / (serving - 1.0)),
+                .map(|m| m * serving / (serving - 1.0)),
             forecast: None,
         }
     }
@@ -434,12 +403,13 @@ impl Policy {
             if f > need {
                 need = f;
                 why = format!(
-                    "demand {demand:.2} + learned rise ({}) = {forecast:.2} servers over the horizon",
-                    self.history.model()
+                    "demand {demand:.2} + learned rise = {forecast:.2} servers over the horizon"
                 );
             }
         }
-        if median >= config.saturated {
+        // The surge answers "demand unknown" once; while its instances boot, the same shortfall must not
+        // trigger a second surge (a real new rise still shows in the forecast above).
+        if median >= config.saturated && a.booting == 0 {
             let s = ceil(serving * config.surge);
             if s > need {
                 need = s;

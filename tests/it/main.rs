@@ -5,7 +5,9 @@
 
 mod alert;
 mod cli;
+mod cloud;
 mod deploy;
 mod monitor_checks;
 mod monitor_e2e;
+mod scale;
 mod support;

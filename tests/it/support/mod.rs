@@ -1,6 +1,8 @@
 //! Helpers that start real servers for the integration tests, and small shared utilities.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod moto;
 pub mod smtp;
 pub mod sshd;
 pub mod target_server;

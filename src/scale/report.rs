@@ -1,0 +1,247 @@
+//! What `tend fleet`, `tend scale --once` and the status page show: pure renderers of the fleet and a cycle.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use super::policy::Decision;
+use super::run::CycleReport;
+use crate::cloud::{CloudError, Instance, Provider};
+use crate::web::page::escape;
+
+/// The live instances named `{prefix}-…` with their load over `window` (`tend fleet`).
+pub async fn fleet(
+    provider: &dyn Provider,
+    prefix: &str,
+    window: Duration,
+) -> Result<Vec<(Instance, Option<f64>)>, CloudError> {
+    let listed = provider
+        .list(&super::run::name_prefix(prefix))
+        .await?
+        .into_iter()
+        .filter(|i| i.state.is_live())
+        .collect::<Vec<_>>();
+    let running: Vec<String> = listed
+        .iter()
+        .filter(|i| i.state == crate::cloud::State::Running)
+        .map(|i| i.id.clone())
+        .collect();
+    let loads = provider.load(&running, window).await?;
+    Ok(listed
+        .into_iter()
+        .map(|i| {
+            let load = running
+                .iter()
+                .position(|r| *r == i.id)
+                .and_then(|p| loads.get(p).copied().flatten());
+            (i, load)
+        })
+        .collect())
+}
+
+fn age(launched: SystemTime, now: SystemTime) -> String {
+    let secs = now.duration_since(launched).unwrap_or_default().as_secs();
+    humantime::format_duration(Duration::from_secs(secs))
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn load_text(load: Option<f64>) -> String {
+    load.map_or_else(|| "no data".into(), |l| format!("{l:.1}%"))
+}
+
+fn address(i: &Instance) -> String {
+    match (i.address(), i.port) {
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        (Some(a), None) => a.to_string(),
+        (None, _) => "-".into(),
+    }
+}
+
+/// The fleet as a text table: id, name, state, age, address, load.
+pub fn fleet_table(fleet: &[(Instance, Option<f64>)], now: SystemTime) -> String {
+    let rows: Vec<[String; 6]> = fleet
+        .iter()
+        .map(|(i, load)| {
+            [
+                i.id.clone(),
+                i.name.clone(),
+                i.state.as_str().to_string(),
+                age(i.launched_at, now),
+                address(i),
+                load_text(*load),
+            ]
+        })
+        .collect();
+    let header = ["ID", "NAME", "STATE", "AGE", "ADDRESS", "LOAD"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    if rows.is_empty() {
+        out.push_str("(no instances)\n");
+    }
+    out
+}
+
+/// The fleet as JSON (an array of instances, each with `load`: a number or null).
+pub fn fleet_json(fleet: &[(Instance, Option<f64>)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        fleet
+            .iter()
+            .map(|(i, load)| {
+                let mut v = serde_json::to_value(i).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("load".into(), serde_json::json!(load));
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+fn decision_line(d: &Decision) -> String {
+    match d {
+        Decision::Hold { .. } => "hold".into(),
+        Decision::Add { count, .. } => format!("add {count}"),
+        Decision::Remove { id, .. } => format!("remove {id}"),
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}%"))
+}
+
+/// `tend scale --once`: the fleet, the median, the predicted load and the decision with its reason.
+pub fn cycle_text(r: &CycleReport) -> String {
+    let a = &r.assessment;
+    let mut out = fleet_table(&r.instances, r.at);
+    let _ = writeln!(
+        out,
+        "\ninstances  {} ({} with data, {} booting, {} missing)",
+        a.total, a.with_data, a.booting, a.missing
+    );
+    let _ = writeln!(out, "median     {}", pct(a.median));
+    let _ = writeln!(
+        out,
+        "predicted  {} after removing one",
+        pct(a.predicted_after_removal)
+    );
+    if let Some(f) = a.forecast {
+        let _ = writeln!(out, "forecast   {f:.2} servers of demand over the horizon");
+    }
+    let _ = writeln!(
+        out,
+        "decision   {}{}: {}",
+        decision_line(&r.decision),
+        if r.dry_run { " (dry run)" } else { "" },
+        r.decision.reason()
+    );
+    let _ = writeln!(out, "outcome    {}", outcome_text(r));
+    out
+}
+
+fn outcome_text(r: &CycleReport) -> String {
+    use super::run::Outcome;
+    match &r.outcome {
+        Outcome::Nothing => "nothing to do".into(),
+        Outcome::Done(ids) => format!("done: {}", ids.join(", ")),
+        Outcome::DryRun(what) => format!("dry run, would {what}"),
+        Outcome::Failed { error, .. } => format!("FAILED: {error}"),
+    }
+}
+
+/// The status page's fleet section.
+pub fn status_html(latest: Option<&CycleReport>) -> String {
+    let Some(r) = latest else {
+        return "<section><h2>Fleet</h2><p>No scaling cycle has run yet.</p></section>".into();
+    };
+    let a = &r.assessment;
+    let mut rows = String::new();
+    for (i, load) in &r.instances {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&i.id),
+            escape(&i.name),
+            i.state.as_str(),
+            escape(&address(i)),
+            load_text(*load)
+        );
+    }
+    format!(
+        "<section><h2>Fleet</h2><p>{} instance(s), median load {}, predicted after removing one {}.</p>\
+         <p>Last decision ({}): <strong>{}</strong>{}: {}. Outcome: {}.</p>\
+         <table><tr><th>id</th><th>name</th><th>state</th><th>address</th><th>load</th></tr>{rows}</table></section>",
+        a.total,
+        pct(a.median),
+        pct(a.predicted_after_removal),
+        humantime::format_rfc3339_seconds(r.at),
+        escape(&decision_line(&r.decision)),
+        if r.dry_run { " (dry run)" } else { "" },
+        escape(r.decision.reason()),
+        escape(&outcome_text(r)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::State;
+
+    fn inst(id: &str, state: State, age: u64, now: SystemTime) -> Instance {
+        Instance {
+            id: id.into(),
+            name: format!("web-{id}"),
+            state,
+            launched_at: now - Duration::from_secs(age),
+            private_address: Some("10.0.0.1".into()),
+            public_address: None,
+            port: Some(9100),
+        }
+    }
+
+    #[test]
+    fn table_shows_no_data_and_ages() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let t = fleet_table(
+            &[
+                (inst("i-1", State::Running, 3700, now), Some(42.25)),
+                (inst("i-2", State::Pending, 5, now), None),
+            ],
+            now,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("ID   NAME"), "{t}");
+        assert!(
+            lines[1].contains("1h 1m") && lines[1].ends_with("42.2%"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("pending") && lines[2].ends_with("no data"),
+            "{t}"
+        );
+        assert!(lines[2].contains("10.0.0.1:9100"), "{t}");
+        let j = fleet_json(&[(inst("i-2", State::Pending, 5, now), None)]);
+        assert_eq!(j[0]["load"], serde_json::Value::Null);
+        assert_eq!(j[0]["state"], "pending");
+    }
+
+    #[test]
+    fn status_section_escapes_and_says_when_nothing_ran() {
+        assert!(status_html(None).contains("No scaling cycle"));
+    }
+}

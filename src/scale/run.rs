@@ -1,0 +1,637 @@
+//! The orchestrator: each interval, list the fleet and its load, let the pure [`Policy`] decide, act through
+//! the [`Provider`] and the [`Balancer`], store the decision with its inputs, log it and alert on every action
+//! and failure (`ScaledUp`, `ScaledDown`, `ScaleFailed`).
+//!
+//! Order matters: an instance is registered with the balancer once it runs (right after creation when the
+//! provider reports it running at once), and deregistered *before* it is terminated; a failed deregistration
+//! leaves the instance alone. A failure ends the cycle (alerted, stored, counted); the next cycle starts
+//! afresh from what the provider lists, so nothing half-done is remembered only in memory. New instances are
+//! named `{prefix}-{time}{random}`, checked against the names listed, and the name is the client token, so a
+//! retried create never makes two.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ScaleConfig;
+use super::policy::{Assessment, Decision, Fleet, InstanceState, Observed, Policy};
+use crate::alert::{Alert, Alerter};
+use crate::balancer::Balancer;
+use crate::cloud::{CloudError, Instance, Provider};
+use crate::log::Level;
+use crate::metrics::{Counter, Gauge, Metrics};
+use crate::store::{Store, StoreError, millis};
+
+/// Why a cycle failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// A provider or balancer call failed.
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+    /// A call did not finish within `scale.call_timeout`.
+    #[error("{op} did not finish within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The call.
+        op: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The decision could not be stored.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What the cycle did about its decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing to do (a hold).
+    Nothing,
+    /// Done: the ids created or terminated.
+    Done(Vec<String>),
+    /// Dry run: what would have been done.
+    DryRun(String),
+    /// Failed part-way: what was done, and the error.
+    Failed {
+        /// Ids created or terminated before the failure.
+        done: Vec<String>,
+        /// The error.
+        error: String,
+    },
+}
+
+impl Outcome {
+    fn as_text(&self) -> String {
+        match self {
+            Outcome::Nothing => "nothing to do".into(),
+            Outcome::Done(ids) => format!("done: {}", ids.join(", ")),
+            Outcome::DryRun(what) => format!("dry run: would {what}"),
+            Outcome::Failed { done, error } if done.is_empty() => format!("failed: {error}"),
+            Outcome::Failed { done, error } => {
+                format!("failed after {}: {error}", done.join(", "))
+            }
+        }
+    }
+}
+
+/// One cycle: what was seen, decided and done.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    /// When.
+    pub at: SystemTime,
+    /// The live instances with their load (`None` = no data).
+    pub instances: Vec<(Instance, Option<f64>)>,
+    /// The numbers behind the decision.
+    pub assessment: Assessment,
+    /// The decision.
+    pub decision: Decision,
+    /// What was done about it.
+    pub outcome: Outcome,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// The latest cycle, shared with the status page.
+#[derive(Debug, Clone, Default)]
+pub struct FleetStatus(Arc<Mutex<Option<CycleReport>>>);
+
+impl FleetStatus {
+    /// The latest cycle, if any ran.
+    pub fn latest(&self) -> Option<CycleReport> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, report: CycleReport) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+}
+
+impl crate::web::Section for FleetStatus {
+    fn render(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + '_>> {
+        Box::pin(async move { super::report::status_html(self.latest().as_ref()) })
+    }
+}
+
+/// The metrics the loop keeps.
+#[derive(Debug, Clone)]
+struct ScaleMetrics {
+    instances: Gauge,
+    median: Gauge,
+    added: Counter,
+    removed: Counter,
+    failed: Counter,
+}
+
+impl ScaleMetrics {
+    fn new(m: &Metrics) -> ScaleMetrics {
+        let actions = |action| {
+            m.counter(
+                "tend_scale_actions_total",
+                "Scaling actions by kind (add counts instances).",
+                &[("action", action)],
+            )
+        };
+        ScaleMetrics {
+            instances: m.gauge(
+                "tend_fleet_instances",
+                "Live instances with the prefix.",
+                &[],
+            ),
+            median: m.gauge(
+                "tend_fleet_load_median",
+                "Median load (percent) of instances with data; NaN when none has data.",
+                &[],
+            ),
+            added: actions("add"),
+            removed: actions("remove"),
+            failed: actions("failed"),
+        }
+    }
+}
+
+/// The wall clock as tokio sees it (so tests with paused time move it).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    at_start: SystemTime,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            at_start: SystemTime::now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+    fn now(&self) -> SystemTime {
+        self.at_start + self.start.elapsed()
+    }
+}
+
+/// The scaling loop for one fleet.
+pub struct Orchestrator {
+    config: ScaleConfig,
+    prefix: String,
+    provider: Arc<dyn Provider>,
+    balancer: Option<Arc<dyn Balancer>>,
+    store: Store,
+    alerter: Alerter,
+    policy: Policy,
+    status: FleetStatus,
+    metrics: ScaleMetrics,
+    registered: HashSet<String>,
+    clock: Clock,
+    last_reason: String,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `{prefix}-` every managed instance's name starts with.
+pub fn name_prefix(prefix: &str) -> String {
+    format!("{prefix}-")
+}
+
+/// A new instance name `{prefix}-{base36 millis}{4 random}` not among `taken`.
+pub fn new_name(prefix: &str, now: SystemTime, taken: &HashSet<String>) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let base36 = |mut n: u128, width: usize| {
+        let mut s = Vec::new();
+        while n > 0 || s.len() < width {
+            s.push(DIGITS[(n % 36) as usize]);
+            n /= 36;
+        }
+        s.reverse();
+        String::from_utf8(s).unwrap_or_default()
+    };
+    let time = base36(millis(now).max(0) as u128, 8);
+    loop {
+        let name = format!(
+            "{prefix}-{time}{}",
+            base36(u128::from(fastrand::u32(..36u32.pow(4))), 4)
+        );
+        if !taken.contains(&name) {
+            return name;
+        }
+    }
+}
+
+impl Orchestrator {
+    /// A loop over the instances named `{prefix}-…` of `provider`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ScaleConfig,
+        prefix: &str,
+        provider: Arc<dyn Provider>,
+        balancer: Option<Arc<dyn Balancer>>,
+        store: Store,
+        alerter: Alerter,
+        metrics: &Metrics,
+        status: FleetStatus,
+    ) -> Orchestrator {
+        Orchestrator {
+            config,
+            prefix: prefix.to_string(),
+            provider,
+            balancer,
+            store,
+            alerter,
+            policy: Policy::new(),
+            status,
+            metrics: ScaleMetrics::new(metrics),
+            registered: HashSet::new(),
+            clock: Clock::new(),
+            last_reason: String::new(),
+        }
+    }
+
+    /// The shared view of the latest cycle.
+    pub fn status(&self) -> FleetStatus {
+        self.status.clone()
+    }
+
+    /// Runs a cycle every `interval` until `shutdown`. A failed cycle is alerted and the loop goes on.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ScaleError> {
+        let mut tick = tokio::time::interval(self.config.policy.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                result = self.cycle() => {
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "Scaling cycle failed; retrying next interval");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, ScaleError> {
+        let timeout = self.config.call_timeout;
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| ScaleError::Timeout { op, timeout })?
+            .map_err(ScaleError::Cloud)
+    }
+
+    fn fail(&self, what: &str, error: &ScaleError) {
+        self.metrics.failed.inc();
+        self.alerter.send(Alert::event(
+            "ScaleFailed",
+            &self.prefix,
+            Level::Error,
+            format!("Scaling {} failed: {what}", self.prefix),
+            format!("{what}: {error}\n\nThe next cycle starts again from what the provider lists."),
+        ));
+        tracing::warn!(alert = false, fleet = %self.prefix, %error, "Scaling failed: {what}");
+    }
+
+    /// One cycle: observe, decide, act, store. `Err` when listing or reading the load failed (nothing decided).
+    pub async fn cycle(&mut self) -> Result<CycleReport, ScaleError> {
+        let now = self.clock.now();
+        let prefix = name_prefix(&self.prefix);
+        let listed = match self.call("list", self.provider.list(&prefix)).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail("listing the fleet", &e);
+                return Err(e);
+            }
+        };
+        let live: Vec<Instance> = listed.into_iter().filter(|i| i.state.is_live()).collect();
+        let running: Vec<String> = live
+            .iter()
+            .filter(|i| i.state == crate::cloud::State::Running)
+            .map(|i| i.id.clone())
+            .collect();
+        let window = self.config.policy.window;
+        let loads = match self
+            .call("load", self.provider.load(&running, window))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail("reading the load", &e);
+                return Err(e);
+            }
+        };
+        let load_of = |id: &str| {
+            running
+                .iter()
+                .position(|r| r == id)
+                .and_then(|p| loads.get(p).copied().flatten())
+        };
+        let instances: Vec<(Instance, Option<f64>)> = live
+            .into_iter()
+            .map(|i| {
+                let l = load_of(&i.id);
+                (i, l)
+            })
+            .collect();
+        self.register_running(&instances).await;
+        let fleet = Fleet {
+            instances: instances
+                .iter()
+                .map(|(i, load)| Observed {
+                    id: i.id.clone(),
+                    launched_at: i.launched_at,
+                    state: if i.state == crate::cloud::State::Pending {
+                        InstanceState::Pending
+                    } else {
+                        InstanceState::Running
+                    },
+                    load: *load,
+                })
+                .collect(),
+        };
+        let policy = &self.config.policy;
+        self.policy.observe(&fleet, policy, now);
+        let decision = self.policy.decide(&fleet, policy, now);
+        let assessment = self.policy.assess(&fleet, policy, now);
+        let outcome = self.act(&decision, &instances, now).await;
+        let report = CycleReport {
+            at: now,
+            instances,
+            assessment,
+            decision,
+            outcome,
+            dry_run: self.config.dry_run,
+        };
+        self.record(&report).await;
+        Ok(report)
+    }
+
+    /// Registers running instances not registered yet by this process (registering is idempotent, so after a
+    /// restart every running one is registered once more).
+    async fn register_running(&mut self, instances: &[(Instance, Option<f64>)]) {
+        let Some(balancer) = self.balancer.clone() else {
+            return;
+        };
+        if self.config.dry_run {
+            return;
+        }
+        for (i, _) in instances {
+            if i.state != crate::cloud::State::Running || self.registered.contains(&i.id) {
+                continue;
+            }
+            match self.call("register", balancer.register(i)).await {
+                Ok(()) => {
+                    crate::info!(instance = %i.id, name = %i.name, "Registered with the balancer");
+                    self.registered.insert(i.id.clone());
+                }
+                Err(e) => self.fail(&format!("registering {} with the balancer", i.id), &e),
+            }
+        }
+    }
+
+    async fn act(
+        &mut self,
+        decision: &Decision,
+        instances: &[(Instance, Option<f64>)],
+        now: SystemTime,
+    ) -> Outcome {
+        let n = instances.len();
+        match decision {
+            Decision::Hold { .. } => Outcome::Nothing,
+            Decision::Add { count, .. } if self.config.dry_run => {
+                Outcome::DryRun(format!("add {count}"))
+            }
+            Decision::Remove { id, .. } if self.config.dry_run => {
+                Outcome::DryRun(format!("remove {id}"))
+            }
+            Decision::Add { count, reason } => {
+                let mut taken: HashSet<String> =
+                    instances.iter().map(|(i, _)| i.name.clone()).collect();
+                let mut done = Vec::new();
+                for _ in 0..*count {
+                    let name = new_name(&self.prefix, now, &taken);
+                    taken.insert(name.clone());
+                    match self
+                        .call("create", self.provider.create(&name, &name))
+                        .await
+                    {
+                        Ok(created) => {
+                            self.metrics.added.inc();
+                            crate::notice!(instance = %created.id, %name, "Created an instance");
+                            if created.state == crate::cloud::State::Running {
+                                self.register_running(&[(created.clone(), None)]).await;
+                            }
+                            done.push(created.id);
+                        }
+                        Err(e) => {
+                            self.fail(&format!("creating {name}"), &e);
+                            self.alert_added(n, &done, reason);
+                            return Outcome::Failed {
+                                done,
+                                error: e.to_string(),
+                            };
+                        }
+                    }
+                }
+                self.alert_added(n, &done, reason);
+                Outcome::Done(done)
+            }
+            Decision::Remove { id, reason } => {
+                let Some((victim, _)) = instances.iter().find(|(i, _)| &i.id == id) else {
+                    return Outcome::Failed {
+                        done: vec![],
+                        error: format!("{id} is not in the fleet"),
+                    };
+                };
+                if let Some(balancer) = self.balancer.clone() {
+                    if let Err(e) = self.call("deregister", balancer.deregister(victim)).await {
+                        self.fail(&format!("deregistering {id} (left running)"), &e);
+                        return Outcome::Failed {
+                            done: vec![],
+                            error: e.to_string(),
+                        };
+                    }
+                    self.registered.remove(id);
+                }
+                if let Err(e) = self.call("terminate", self.provider.terminate(id)).await {
+                    self.fail(&format!("terminating {id}"), &e);
+                    return Outcome::Failed {
+                        done: vec![],
+                        error: e.to_string(),
+                    };
+                }
+                self.metrics.removed.inc();
+                crate::notice!(instance = %id, name = %victim.name, "Terminated an instance");
+                self.alerter.send(Alert::event(
+                    "ScaledDown",
+                    &self.prefix,
+                    Level::Notice,
+                    format!("Scaled {} down: {n} → {}", self.prefix, n - 1),
+                    format!("Terminated {id} ({}).\n\nWhy: {reason}", victim.name),
+                ));
+                Outcome::Done(vec![id.clone()])
+            }
+        }
+    }
+
+    fn alert_added(&self, n: usize, done: &[String], reason: &str) {
+        if done.is_empty() {
+            return;
+        }
+        self.alerter.send(Alert::event(
+            "ScaledUp",
+            &self.prefix,
+            Level::Notice,
+            format!("Scaled {} up: {n} → {}", self.prefix, n + done.len()),
+            format!("Created {}.\n\nWhy: {reason}", done.join(", ")),
+        ));
+    }
+
+    /// Stores, logs and publishes the cycle. A store failure is logged, not fatal: acting mattered more.
+    async fn record(&mut self, r: &CycleReport) {
+        let a = &r.assessment;
+        self.metrics.instances.set(r.instances.len() as f64);
+        self.metrics.median.set(a.median.unwrap_or(f64::NAN));
+        let (action, count, instance) = match &r.decision {
+            Decision::Hold { .. } => ("hold", 0, None),
+            Decision::Add { count, .. } => ("add", *count, None),
+            Decision::Remove { id, .. } => ("remove", 1, Some(id.clone())),
+        };
+        let reason = r.decision.reason().to_string();
+        let outcome = r.outcome.as_text();
+        if action != "hold" || reason != self.last_reason {
+            crate::notice!(action, count, reason = %reason, outcome = %outcome, dry_run = r.dry_run,
+                median = ?a.median, instances = r.instances.len(), "Scaling decision");
+        } else {
+            crate::info!(action, reason = %reason, "Scaling decision (unchanged)");
+        }
+        self.last_reason = reason.clone();
+        let fleet = serde_json::to_string(
+            &r.instances
+                .iter()
+                .map(|(i, load)| {
+                    serde_json::json!({"id": i.id, "name": i.name, "state": i.state,
+                        "launched_at": millis(i.launched_at), "load": load})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+        let row = (
+            millis(r.at),
+            action,
+            count,
+            instance,
+            reason,
+            r.dry_run,
+            r.instances.len() as i64,
+            a.median,
+            a.predicted_after_removal,
+            fleet,
+            outcome,
+        );
+        let stored = self
+            .store
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO scale_decisions (at, action, count, instance, reason, dry_run, instances,
+                        median, predicted, fleet, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    rusqlite::params![
+                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10
+                    ],
+                )
+            })
+            .await;
+        if let Err(error) = stored {
+            tracing::error!(%error, "Cannot store the scaling decision");
+        }
+        self.status.set(r.clone());
+    }
+}
+
+/// A stored decision, for reports and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDecision {
+    /// `hold`, `add` or `remove`.
+    pub action: String,
+    /// Instances added (1 for a removal).
+    pub count: u32,
+    /// The instance removed.
+    pub instance: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Whether it was a dry run.
+    pub dry_run: bool,
+    /// Live instances seen.
+    pub instances: i64,
+    /// Median load seen.
+    pub median: Option<f64>,
+    /// The inputs: every instance with its state and load, as JSON.
+    pub fleet: String,
+    /// What was done.
+    pub outcome: String,
+}
+
+/// The last `limit` stored decisions, newest first.
+pub fn recent_decisions(store: &Store, limit: u32) -> Result<Vec<StoredDecision>, StoreError> {
+    store.blocking(|c| {
+        let mut st = c.prepare(
+            "SELECT action, count, instance, reason, dry_run, instances, median, fleet, outcome
+             FROM scale_decisions ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit], |r| {
+            Ok(StoredDecision {
+                action: r.get(0)?,
+                count: r.get(1)?,
+                instance: r.get(2)?,
+                reason: r.get(3)?,
+                dry_run: r.get(4)?,
+                instances: r.get(5)?,
+                median: r.get(6)?,
+                fleet: r.get(7)?,
+                outcome: r.get(8)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+/// Builds the orchestrator the config describes (provider and balancer clients included); `dry_run` forces a
+/// dry run whatever the config says. `None` when the config has no `[scale]` or no `[cloud]`.
+pub async fn from_context(
+    ctx: &crate::app::Context,
+    dry_run: bool,
+    status: FleetStatus,
+) -> Result<Option<Orchestrator>, CloudError> {
+    let (Some(scale), Some(cloud)) = (&ctx.config.scale, &ctx.config.cloud) else {
+        return Ok(None);
+    };
+    let provider = crate::cloud::build(cloud, &ctx.store).await?;
+    let balancer = match &scale.balancer {
+        Some(b) => Some(crate::balancer::build(b, cloud.aws.as_ref(), cloud.retry.clone()).await?),
+        None => None,
+    };
+    let mut config = scale.clone();
+    config.dry_run |= dry_run;
+    Ok(Some(Orchestrator::new(
+        config,
+        &cloud.prefix,
+        provider,
+        balancer,
+        ctx.store.clone(),
+        ctx.alerter.clone(),
+        &ctx.metrics,
+        status,
+    )))
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

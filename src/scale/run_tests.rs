@@ -1,0 +1,203 @@
+use super::*;
+use crate::balancer::testing::FakeBalancer;
+use crate::cloud::testing::{FakeProvider, Op};
+use crate::scale::policy::PolicyConfig;
+
+struct Rig {
+    provider: Arc<FakeProvider>,
+    balancer: Arc<FakeBalancer>,
+    store: Store,
+    alerter: Alerter,
+    metrics: Metrics,
+    orch: Orchestrator,
+}
+
+fn rig(provider: FakeProvider, dry_run: bool) -> Rig {
+    let provider = Arc::new(provider);
+    let balancer = Arc::new(FakeBalancer::default());
+    let store = Store::open_in_memory().unwrap();
+    let metrics = Metrics::new();
+    let alerter = Alerter::start(&Default::default(), store.clone(), &metrics).unwrap();
+    let config = ScaleConfig {
+        dry_run,
+        call_timeout: Duration::from_secs(5),
+        balancer: None,
+        policy: PolicyConfig {
+            predictive: false,
+            min: 1,
+            max: 10,
+            ..PolicyConfig::default()
+        },
+    };
+    let orch = Orchestrator::new(
+        config,
+        "web",
+        provider.clone(),
+        Some(balancer.clone()),
+        store.clone(),
+        alerter.clone(),
+        &metrics,
+        FleetStatus::default(),
+    );
+    Rig {
+        provider,
+        balancer,
+        store,
+        alerter,
+        metrics,
+        orch,
+    }
+}
+
+impl Rig {
+    async fn alert_keys(&self) -> Vec<String> {
+        self.alerter.flush_async(Duration::from_secs(2)).await;
+        self.store
+            .blocking(|c| {
+                let mut st = c.prepare("SELECT key FROM alerts ORDER BY id")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn high_load_creates_registers_alerts_and_stores() {
+    let mut r = rig(FakeProvider::with_running("web", 2, Some(95.0)), false);
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Add { count: 1, .. }),
+        "{report:?}"
+    );
+    let calls = r.provider.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].starts_with("create web-"), "{calls:?}");
+    // The two seeds and the new one (running at once) are registered.
+    assert_eq!(
+        r.balancer.calls(),
+        ["register i-seed0", "register i-seed1", "register i-new1"]
+    );
+    assert_eq!(r.alert_keys().await, ["ScaledUp:web"]);
+    let stored = recent_decisions(&r.store, 5).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].action, "add");
+    assert_eq!(stored[0].median, Some(95.0));
+    assert!(stored[0].fleet.contains("i-seed1"), "{}", stored[0].fleet);
+    assert!(
+        stored[0].outcome.starts_with("done: i-new1"),
+        "{:?}",
+        stored[0]
+    );
+    let m = r.metrics.render();
+    assert!(
+        m.contains("tend_scale_actions_total{action=\"add\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("tend_fleet_instances 2"), "{m}");
+    // Next cycle: the new one has no data and boots: hold, nothing registered twice.
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Hold { .. }),
+        "{report:?}"
+    );
+    assert_eq!(r.balancer.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn low_load_deregisters_then_terminates_the_newest() {
+    let mut r = rig(FakeProvider::with_running("web", 4, Some(30.0)), false);
+    let report = r.orch.cycle().await.unwrap();
+    // seed0 is the newest (launched 3600 s ago; the others earlier).
+    assert_eq!(
+        report.decision,
+        Decision::Remove {
+            id: "i-seed0".into(),
+            reason: report.decision.reason().into()
+        }
+    );
+    assert_eq!(r.balancer.calls().last().unwrap(), "deregister i-seed0");
+    assert_eq!(r.provider.calls(), ["terminate i-seed0"]);
+    assert_eq!(r.alert_keys().await, ["ScaledDown:web"]);
+}
+
+#[tokio::test]
+async fn a_failed_deregistration_leaves_the_instance_running() {
+    let mut r = rig(FakeProvider::with_running("web", 4, Some(30.0)), false);
+    *r.balancer.fail.lock().unwrap() = Some("AccessDenied: no".into());
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.outcome, Outcome::Failed { .. }),
+        "{report:?}"
+    );
+    assert!(r.provider.calls().is_empty());
+    assert!(
+        r.alert_keys()
+            .await
+            .contains(&"ScaleFailed:web".to_string())
+    );
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_but_stores_the_decision() {
+    let mut r = rig(FakeProvider::with_running("web", 2, Some(95.0)), true);
+    let report = r.orch.cycle().await.unwrap();
+    assert_eq!(report.outcome, Outcome::DryRun("add 1".into()));
+    assert!(r.provider.calls().is_empty());
+    assert!(r.balancer.calls().is_empty());
+    let stored = recent_decisions(&r.store, 1).unwrap();
+    assert!(stored[0].dry_run && stored[0].action == "add");
+}
+
+#[tokio::test]
+async fn a_failure_is_alerted_and_the_next_cycle_recovers() {
+    let mut r = rig(FakeProvider::with_running("web", 2, Some(95.0)), false);
+    r.provider.fail_once(
+        Op::Create,
+        CloudError::permanent("ec2:RunInstances", "InstanceLimitExceeded: quota"),
+    );
+    let report = r.orch.cycle().await.unwrap();
+    match &report.outcome {
+        Outcome::Failed { error, done } => {
+            assert!(done.is_empty());
+            assert!(error.contains("InstanceLimitExceeded"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.alert_keys().await, ["ScaleFailed:web"]);
+    r.provider.fail_once(
+        Op::List,
+        CloudError::transient("ec2:DescribeInstances", "503"),
+    );
+    assert!(r.orch.cycle().await.is_err());
+    let report = r.orch.cycle().await.unwrap();
+    assert!(matches!(report.outcome, Outcome::Done(_)), "{report:?}");
+    assert!(
+        r.metrics
+            .render()
+            .contains("tend_scale_actions_total{action=\"failed\"} 2")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_provider_times_out() {
+    let r = rig(FakeProvider::with_running("web", 2, Some(50.0)), false);
+    *r.provider.hang.lock().unwrap() = true;
+    let mut orch = r.orch;
+    let err = orch.cycle().await.unwrap_err();
+    assert!(
+        matches!(err, ScaleError::Timeout { op: "list", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn new_names_do_not_collide() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut taken = HashSet::new();
+    for _ in 0..2000 {
+        let n = new_name("web", now, &taken);
+        assert!(n.starts_with("web-") && n.len() == "web-".len() + 12, "{n}");
+        assert!(taken.insert(n));
+    }
+}

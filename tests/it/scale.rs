@@ -1,0 +1,316 @@
+//! The orchestrator end to end: against moto (EC2, CloudWatch, ELBv2 behind a fault proxy) and with the `sim`
+//! provider on paused tokio time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tend::alert::Alerter;
+use tend::balancer::elb::{ElbBalancer, ElbConfig};
+use tend::cloud::Provider;
+use tend::cloud::aws::AwsProvider;
+use tend::cloud::sim::SimProvider;
+use tend::metrics::Metrics;
+use tend::scale::policy::{Decision, PolicyConfig};
+use tend::scale::run::recent_decisions;
+use tend::scale::{FleetStatus, Orchestrator, Outcome, ScaleConfig};
+use tend::store::Store;
+
+use crate::cloud::{aws, put_cpu, quick_retry, tags_of};
+use crate::support::fault_proxy::Fault;
+
+/// A target group in moto's default VPC.
+pub async fn target_group(sdk: &aws_config::SdkConfig) -> String {
+    let vpc = aws_sdk_ec2::Client::new(sdk)
+        .describe_vpcs()
+        .send()
+        .await
+        .unwrap()
+        .vpcs()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    aws_sdk_elasticloadbalancingv2::Client::new(sdk)
+        .create_target_group()
+        .name("web")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string()
+}
+
+/// The target group's registered instance ids, sorted.
+pub async fn targets(sdk: &aws_config::SdkConfig, arn: &str) -> Vec<String> {
+    let out = aws_sdk_elasticloadbalancingv2::Client::new(sdk)
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = out
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|t| t.target()?.id().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn policy() -> PolicyConfig {
+    PolicyConfig {
+        predictive: false,
+        min: 1,
+        max: 10,
+        window: Duration::from_secs(300),
+        ..PolicyConfig::default()
+    }
+}
+
+struct Rig {
+    orch: Orchestrator,
+    store: Store,
+    alerter: Alerter,
+}
+
+fn orchestrator(
+    provider: Arc<dyn Provider>,
+    balancer: Option<Arc<dyn tend::balancer::Balancer>>,
+    policy: PolicyConfig,
+    dry_run: bool,
+) -> Rig {
+    let store = Store::open_in_memory().unwrap();
+    let metrics = Metrics::new();
+    let alerter = Alerter::start(&Default::default(), store.clone(), &metrics).unwrap();
+    let config = ScaleConfig {
+        dry_run,
+        call_timeout: Duration::from_secs(30),
+        balancer: None,
+        policy,
+    };
+    let orch = Orchestrator::new(
+        config,
+        "web",
+        provider,
+        balancer,
+        store.clone(),
+        alerter.clone(),
+        &metrics,
+        FleetStatus::default(),
+    );
+    Rig {
+        orch,
+        store,
+        alerter,
+    }
+}
+
+impl Rig {
+    async fn alert_keys(&self) -> Vec<String> {
+        self.alerter.flush_async(Duration::from_secs(2)).await;
+        self.store
+            .blocking(|c| {
+                let mut st = c.prepare("SELECT key FROM alerts ORDER BY id")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .unwrap()
+    }
+}
+
+async fn elb(sdk: &aws_config::SdkConfig, arn: &str) -> Arc<dyn tend::balancer::Balancer> {
+    Arc::new(ElbBalancer::with_sdk_config(
+        sdk,
+        ElbConfig {
+            target_group_arn: arn.to_string(),
+            port: None,
+            region: None,
+            endpoint_url: None,
+        },
+        quick_retry(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_cpu_creates_a_named_tagged_registered_instance_and_failures_recover() {
+    let (_moto, proxy, p, sdk) = aws().await;
+    let p: Arc<AwsProvider> = Arc::new(p);
+    let arn = target_group(&sdk).await;
+    let a = p.create("web-a", "web-a").await.unwrap();
+    let b = p.create("web-b", "web-b").await.unwrap();
+    put_cpu(&sdk, &a.id, &[(60, 95.0)]).await;
+    put_cpu(&sdk, &b.id, &[(60, 95.0)]).await;
+
+    // Dry run first: decides to add, changes nothing.
+    let mut dry = orchestrator(p.clone(), Some(elb(&sdk, &arn).await), policy(), true);
+    proxy.clear();
+    let report = dry.orch.cycle().await.unwrap();
+    assert_eq!(report.outcome, Outcome::DryRun("add 1".into()));
+    assert_eq!(proxy.count("RunInstances"), 0);
+    assert_eq!(proxy.count("RegisterTargets"), 0);
+    assert_eq!(p.list("web-").await.unwrap().len(), 2);
+    assert!(recent_decisions(&dry.store, 1).unwrap()[0].dry_run);
+
+    // An EC2 error mid-cycle: alerted, nothing created.
+    let mut r = orchestrator(p.clone(), Some(elb(&sdk, &arn).await), policy(), false);
+    proxy.inject(
+        "RunInstances",
+        Fault::Error(400, "InsufficientInstanceCapacity"),
+        1,
+    );
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Add { count: 1, .. }),
+        "{report:?}"
+    );
+    assert!(
+        matches!(&report.outcome, Outcome::Failed { error, .. } if error.contains("InsufficientInstanceCapacity")),
+        "{report:?}"
+    );
+    assert_eq!(r.alert_keys().await, ["ScaleFailed:web"]);
+    assert_eq!(p.list("web-").await.unwrap().len(), 2);
+
+    // The next cycle recovers: one new instance, named with the prefix, tagged, registered.
+    let report = r.orch.cycle().await.unwrap();
+    let Outcome::Done(created) = &report.outcome else {
+        panic!("{report:?}")
+    };
+    assert_eq!(created.len(), 1);
+    let listed = p.list("web-").await.unwrap();
+    assert_eq!(listed.len(), 3);
+    let new = listed.iter().find(|i| i.id == created[0]).unwrap();
+    assert!(
+        new.name.starts_with("web-") && new.name.len() == 16,
+        "{}",
+        new.name
+    );
+    let tags = tags_of(&sdk, &new.id).await;
+    assert_eq!(tags.get("Name"), Some(&new.name));
+    assert_eq!(tags.get("team").map(String::as_str), Some("ops"));
+    assert!(r.alert_keys().await.contains(&"ScaledUp:web".to_string()));
+    // The new one has no data yet and boots: hold, no second action for the same shortfall. It runs now
+    // (RunInstances answered `pending`), so this cycle registers it.
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Hold { .. }),
+        "{report:?}"
+    );
+    let mut expected = vec![a.id.clone(), b.id.clone(), new.id.clone()];
+    expected.sort();
+    assert_eq!(targets(&sdk, &arn).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_at_thirty_percent_lose_one_deregistered_first() {
+    let (_moto, proxy, p, sdk) = aws().await;
+    let p: Arc<AwsProvider> = Arc::new(p);
+    let arn = target_group(&sdk).await;
+    let mut made = Vec::new();
+    for k in 0..4 {
+        let i = p
+            .create(&format!("web-{k}"), &format!("web-{k}"))
+            .await
+            .unwrap();
+        put_cpu(&sdk, &i.id, &[(60, 30.0)]).await;
+        made.push(i);
+    }
+    let mut r = orchestrator(p.clone(), Some(elb(&sdk, &arn).await), policy(), false);
+    proxy.clear();
+    let report = r.orch.cycle().await.unwrap();
+    let Decision::Remove { id, .. } = &report.decision else {
+        panic!("{report:?}")
+    };
+    assert!(matches!(report.outcome, Outcome::Done(_)), "{report:?}");
+    let actions = proxy.actions();
+    let dereg = actions
+        .iter()
+        .position(|a| a == "DeregisterTargets")
+        .unwrap();
+    let term = actions
+        .iter()
+        .position(|a| a == "TerminateInstances")
+        .unwrap();
+    assert!(dereg < term, "deregistered before terminating: {actions:?}");
+    let left = p.list("web-").await.unwrap();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|i| &i.id != id));
+    assert_eq!(targets(&sdk, &arn).await.len(), 3);
+    assert!(!targets(&sdk, &arn).await.contains(id));
+    assert!(r.alert_keys().await.contains(&"ScaledDown:web".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sim_step_in_demand_is_met_within_boot_plus_two_intervals_without_oscillation() {
+    let boot = Duration::from_secs(120);
+    let interval = Duration::from_secs(30);
+    let step_at = 1800.0;
+    let demand = Arc::new(move |t: f64| if t < step_at { 1.5 } else { 4.5 });
+    let sim = Arc::new(SimProvider::new(boot, demand));
+    let config = PolicyConfig {
+        min: 1,
+        max: 20,
+        interval,
+        window: interval,
+        boot_grace: Duration::from_secs(300),
+        ..PolicyConfig::default()
+    };
+    let mut r = orchestrator(sim.clone(), None, config, false);
+    let mut met_at = None;
+    let mut actions: Vec<(f64, char)> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut sizes = Vec::new();
+    for _ in 0..(3 * 3600 / 30) {
+        let t = sim.elapsed();
+        let report = r.orch.cycle().await.unwrap();
+        match &report.decision {
+            Decision::Add { reason, .. } => {
+                actions.push((t, '+'));
+                reasons.push(format!("{t}s + {reason}"));
+            }
+            Decision::Remove { reason, .. } => {
+                actions.push((t, '-'));
+                reasons.push(format!("{t}s - {reason}"));
+            }
+            Decision::Hold { .. } => {}
+        }
+        if t >= step_at && met_at.is_none() && sim.ready() as f64 >= 4.5 {
+            met_at = Some(t);
+        }
+        sizes.push((t, sim.live()));
+        tokio::time::advance(interval).await;
+    }
+    let met_at = met_at.expect("the step was never met");
+    let limit = step_at + (boot + 2 * interval).as_secs_f64();
+    assert!(
+        met_at <= limit,
+        "met at {met_at}s, limit {limit}s; actions {actions:?}"
+    );
+    // After the step: no add after a remove (no ping-pong), and a steady size for the last hour.
+    let after: String = actions
+        .iter()
+        .filter(|(t, _)| *t >= step_at)
+        .map(|(_, a)| *a)
+        .collect();
+    let flips = after.as_bytes().windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        flips <= 1 && !after.contains("-+"),
+        "actions after the step: {after}\n{}",
+        reasons.join("\n")
+    );
+    // It settles (the learned headroom shrinks the surge's overshoot one instance at a time, then holds).
+    let last: Vec<usize> = sizes
+        .iter()
+        .filter(|(t, _)| *t >= 2.5 * 3600.0)
+        .map(|(_, n)| *n)
+        .collect();
+    assert!(
+        last.windows(2).all(|w| w[0] == w[1]),
+        "size changes in the last 30 min: {last:?}"
+    );
+    assert!(last[0] >= 5, "4.5 servers of demand run on {}", last[0]);
+}
