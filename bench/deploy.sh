@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Deploy benchmark: the same 3 steps to N loopback sshd "hosts" with tend (batch 10) and with
-# ansible-playbook (ansible-core, forks 10, serial 10, pipelining on), wall time as a ratio in one run.
+# Deploy benchmark: the same 3 steps to N loopback sshd "hosts" with the real tend binary
+# (`tend deploy --config FILE --commit SHA`, batch 10) and with ansible-playbook (ansible-core, forks 10,
+# serial 10, pipelining on); wall time of each and the ratio tend/ansible, in one run.
 #
-# Usage: bench/deploy.sh            (run as root: each host is a private sshd on 127.0.0.1)
+# Usage: cargo build --release && bench/deploy.sh     (run as root: each host is a private sshd on 127.0.0.1)
 # Env:   HOSTS=20                   number of hosts
-#        TEND_CMD="tend deploy --config"   command + flag taking the config file; default: this crate's
-#                                   deploy-bench binary (built with cargo --release)
-#        ANSIBLE_VENV=DIR           venv holding ansible-core (created with pip if missing)
+#        TEND=/path/to/tend         the binary; default ${CARGO_TARGET_DIR:-target}/release/tend
+#        ANSIBLE_VENV=DIR           venv holding ansible-core (created with pip if missing;
+#                                   default ${CARGO_TARGET_DIR:-target}/ansible-venv)
 #        KEEP=1                     keep the work directory (configs, logs) for inspection
 set -euo pipefail
 
@@ -29,16 +30,14 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 
 # --- tools ---
+TEND=${TEND:-$TARGET/release/tend}
+[ -x "$TEND" ] || { echo "tend binary not found at $TEND: cargo build --release (or TEND=/path)" >&2; exit 2; }
 [ -x /usr/sbin/sshd ] || apt-get install -y openssh-server >/dev/null
 mkdir -p /run/sshd
 if [ ! -x "$VENV/bin/ansible-playbook" ]; then
     echo "Installing ansible-core into $VENV" >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q ansible-core
-fi
-if [ -z "${TEND_CMD:-}" ]; then
-    (cd "$ROOT" && cargo build --release --quiet --bin deploy-bench)
-    TEND_CMD="$TARGET/release/deploy-bench --config"
 fi
 
 # --- N sshd on loopback ---
@@ -86,6 +85,12 @@ STEP3="test -s $OUT/HOST/REVISION"
 
 hosts_toml=$(printf '"127.0.0.1:%s", ' "${PORTS[@]}")
 cat > "$WORK/tend.toml" <<CONF
+[store]
+path = "$WORK/tend.db"
+
+[web]
+enabled = false
+
 [deploy]
 hosts = [${hosts_toml%, }]
 user = "root"
@@ -124,7 +129,7 @@ check_written() {
 
 # --- run ---
 t0=$(now)
-$TEND_CMD "$WORK/tend.toml" --commit $COMMIT >"$WORK/tend.log" 2>&1 || { cat "$WORK/tend.log" >&2; exit 1; }
+"$TEND" deploy --config "$WORK/tend.toml" --commit $COMMIT >"$WORK/tend.log" 2>&1 || { cat "$WORK/tend.log" >&2; exit 1; }
 t1=$(now)
 check_written tend
 
@@ -142,5 +147,6 @@ tend, ansible = t1 - t0, t3 - t2
 print(f"hosts={sys.argv[5]} batch/forks=10 steps=3")
 print(f"tend:    {tend:6.2f}s")
 print(f"ansible: {ansible:6.2f}s")
+print("== summary")
 print(f"ratio tend/ansible = {tend / ansible:.2f}x (goal <= 0.5x)")
 PY

@@ -485,6 +485,26 @@ fn print_summary(config: &Config, source: &Source) {
             if scale.dry_run { " (dry run)" } else { "" }
         );
     }
+    if let Some(m) = &config.monitor {
+        println!(
+            "  monitor   {} target(s) every {}, down after {} failures",
+            m.target.len(),
+            humantime::format_duration(m.interval),
+            m.failure_threshold
+        );
+    }
+    if let Some(d) = &config.deploy {
+        let hosts = match &d.hosts {
+            tend::deploy::config::Hosts::Fleet => "the fleet".to_string(),
+            tend::deploy::config::Hosts::List(l) => format!("{} host(s)", l.len()),
+        };
+        let hook = if d.webhook.is_some() {
+            ", webhook on /hooks/deploy"
+        } else {
+            ""
+        };
+        println!("  deploy    {} step(s) to {hosts}{hook}", d.steps.len());
+    }
     let names = config.alert.notifier_names();
     if names.is_empty() {
         println!("  alerts    no notifier: alerts stay in the outbox");

@@ -102,8 +102,9 @@ impl Probe {
             for (k, v) in &t.headers {
                 let name = HeaderName::from_bytes(k.as_bytes())
                     .map_err(|e| bad("headers", format!("{k:?}: {e}")))?;
-                let value =
-                    HeaderValue::from_str(v).map_err(|e| bad("headers", format!("{k:?}: {e}")))?;
+                let mut value = HeaderValue::from_str(v.expose())
+                    .map_err(|e| bad("headers", format!("{k:?}: {e}")))?;
+                value.set_sensitive(true);
                 headers.insert(name, value);
             }
             let body_matches = match &t.body_matches {

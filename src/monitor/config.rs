@@ -132,7 +132,7 @@ pub struct TargetConfig {
     pub method: String,
     /// Extra HTTP request headers.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, crate::config::Secret>,
     /// Accepted HTTP statuses; empty = any 2xx.
     #[serde(default)]
     pub expect_status: Vec<u16>,
@@ -394,7 +394,7 @@ fn validate_target(t: &TargetConfig, monitor: &MonitorConfig) -> Vec<(&'static s
     for (name, value) in &t.headers {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             errors.push(("headers", format!("{name:?} is not a valid header name")));
-        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+        } else if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
             errors.push((
                 "headers",
                 format!("the value of {name:?} is not a valid header value"),

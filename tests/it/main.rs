@@ -7,6 +7,7 @@ mod alert;
 mod cli;
 mod cloud;
 mod deploy;
+mod deploy_e2e;
 mod monitor_checks;
 mod monitor_e2e;
 mod scale;
