@@ -228,7 +228,17 @@ impl Config {
                     break;
                 }
                 Err(e) => {
-                    let span = e.span().unwrap_or(0..0);
+                    let mut span = e.span().unwrap_or(0..0);
+                    // A flattened section (serde buffers it) reports an unknown key at its table: point at the key.
+                    if let Some(name) = e
+                        .message()
+                        .strip_prefix("unknown field `")
+                        .and_then(|r| r.split('`').next())
+                    {
+                        if let Some(key) = find_key_after(doc.get_ref(), name, span.start) {
+                            span = key;
+                        }
+                    }
                     let message = explain(e.message());
                     // A key we removed after reporting it may now be "missing": that is the same problem again.
                     let echo = message.starts_with("missing field")
@@ -413,6 +423,38 @@ fn remove_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<String> {
     Some(name)
 }
 
+/// The span of the first key called `name` at or after byte `from`, anywhere in the document.
+fn find_key_after(table: &DeTable<'_>, name: &str, from: usize) -> Option<Range<usize>> {
+    let mut best: Option<Range<usize>> = None;
+    let mut consider = |r: Range<usize>| {
+        if r.start >= from && best.as_ref().is_none_or(|b| r.start < b.start) {
+            best = Some(r);
+        }
+    };
+    for (key, value) in table.iter() {
+        if key.get_ref() == name {
+            consider(key.span());
+        }
+        let nested: Vec<&DeTable<'_>> = match value.get_ref() {
+            DeValue::Table(t) => vec![t],
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|i| match i.get_ref() {
+                    DeValue::Table(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        };
+        for t in nested {
+            if let Some(r) = find_key_after(t, name, from) {
+                consider(r);
+            }
+        }
+    }
+    best
+}
+
 /// Finds the span of a dotted key path (`monitor.target[2].timeout`) in the parsed document.
 fn span_of(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
     let mut current: Option<&toml::Spanned<DeValue<'_>>>;
@@ -549,6 +591,17 @@ mod tests {
         );
         assert!(
             e[2].starts_with("t.toml:6:16:") && e[2].contains("`NOPE`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_flattened_sections_point_at_the_key() {
+        let text = "[cloud]\nprovider = \"local\"\nprefix = \"x\"\n[cloud.local]\ncommand = \"sleep 1\"\n[scale]\nmin = 1\nhihg = 95\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:8:1: unknown field `hihg`"),
             "{e:?}"
         );
     }
