@@ -21,6 +21,10 @@ pub struct ScaleConfig {
     pub call_timeout: Duration,
     /// `[scale.balancer]`: where running instances are registered (none: no balancer).
     pub balancer: Option<BalancerConfig>,
+    /// `[[scale.signal]]`: extra signals (Prometheus queries) with their own high/low; add if any says add,
+    /// remove only if all allow it.
+    #[serde(default)]
+    pub signal: Vec<super::signal::SignalConfig>,
     /// The policy: `high`, `low`, `min`, `max`, `max_step`, `interval`, `window`, `boot_grace`, `predictive`,
     /// `overload_budget`, `prior_headroom`, `saturated`, `surge`, `memory` (see [`PolicyConfig`]).
     #[serde(flatten)]
@@ -37,6 +41,7 @@ impl Default for ScaleConfig {
             dry_run: false,
             call_timeout: default_call_timeout(),
             balancer: None,
+            signal: Vec::new(),
             policy: PolicyConfig::default(),
         }
     }
@@ -67,6 +72,9 @@ impl ScaleConfig {
         }
         if let Some(b) = &self.balancer {
             out.extend(b.validate("scale.balancer"));
+        }
+        for (i, s) in self.signal.iter().enumerate() {
+            out.extend(s.validate(i));
         }
         out
     }

@@ -7,6 +7,7 @@ pub mod forecast;
 pub mod policy;
 pub mod report;
 pub mod run;
+pub mod signal;
 
 pub use config::ScaleConfig;
 pub use run::{CycleReport, FleetStatus, Orchestrator, Outcome, ScaleError};

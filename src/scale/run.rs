@@ -183,6 +183,7 @@ pub struct Orchestrator {
     registered: HashSet<String>,
     clock: Clock,
     last_reason: String,
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -248,6 +249,7 @@ impl Orchestrator {
             registered: HashSet::new(),
             clock: Clock::new(),
             last_reason: String::new(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -361,6 +363,9 @@ impl Orchestrator {
         self.policy.observe(&fleet, policy, now);
         let decision = self.policy.decide(&fleet, policy, now);
         let assessment = self.policy.assess(&fleet, policy, now);
+        let decision = self
+            .with_signals(decision, fleet.instances.len(), assessment.booting)
+            .await;
         let outcome = self.act(&decision, &instances, now).await;
         let report = CycleReport {
             at: now,
@@ -372,6 +377,39 @@ impl Orchestrator {
         };
         self.record(&report).await;
         Ok(report)
+    }
+
+    /// Reads the `[[scale.signal]]`s (concurrently) and combines their votes with the load's decision.
+    async fn with_signals(&self, decision: Decision, n: usize, booting: usize) -> Decision {
+        if self.config.signal.is_empty() {
+            return decision;
+        }
+        let mut reads = tokio::task::JoinSet::new();
+        for (i, s) in self.config.signal.iter().enumerate() {
+            let (client, s) = (self.http.clone(), s.clone());
+            reads.spawn(async move { (i, super::signal::read(&client, &s).await) });
+        }
+        let mut values: Vec<Result<f64, String>> =
+            vec![Err("not read".into()); self.config.signal.len()];
+        while let Some(done) = reads.join_next().await {
+            if let Ok((i, v)) = done {
+                values[i] = v;
+            }
+        }
+        let mut votes = Vec::new();
+        for (s, value) in self.config.signal.iter().zip(values) {
+            if let Err(error) = &value {
+                tracing::warn!(alert = false, signal = %s.name, %error, "Scaling signal has no value");
+            }
+            let shown = value.clone().unwrap_or(f64::NAN);
+            votes.push((
+                s.name.clone(),
+                shown,
+                super::signal::vote(value, n, s.high, s.low),
+            ));
+        }
+        let p = &self.config.policy;
+        super::signal::combine(decision, &votes, n, p.max, p.max_step, booting)
     }
 
     /// Registers running instances not registered yet by this process (registering is idempotent, so after a

@@ -22,6 +22,7 @@ fn rig(provider: FakeProvider, dry_run: bool) -> Rig {
         dry_run,
         call_timeout: Duration::from_secs(5),
         balancer: None,
+        signal: Vec::new(),
         policy: PolicyConfig {
             predictive: false,
             min: 1,
@@ -200,4 +201,77 @@ fn new_names_do_not_collide() {
         assert!(n.starts_with("web-") && n.len() == "web-".len() + 12, "{n}");
         assert!(taken.insert(n));
     }
+}
+
+/// A stand-in for Prometheus's HTTP API on loopback: answers `/api/v1/query` with the value the test sets
+/// (or a 500 when it is None).
+async fn prometheus(value: Arc<std::sync::Mutex<Option<f64>>>) -> String {
+    use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+    async fn query(
+        State(v): State<Arc<std::sync::Mutex<Option<f64>>>>,
+    ) -> Result<Json<serde_json::Value>, StatusCode> {
+        let v = (*v.lock().unwrap()).ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok(Json(
+            serde_json::json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {}, "value": [1.0, v.to_string()]}]}}),
+        ))
+    }
+    let app = Router::new()
+        .route("/api/v1/query", get(query))
+        .with_state(value);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_prometheus_signal_adds_and_must_allow_removals() {
+    let latency = Arc::new(std::sync::Mutex::new(Some(0.5)));
+    let url = prometheus(latency.clone()).await;
+    let mut r = rig(FakeProvider::with_running("web", 4, Some(50.0)), false);
+    r.orch.config.signal = vec![crate::scale::signal::SignalConfig {
+        name: "p99-latency".into(),
+        prometheus: url,
+        query: "histogram_quantile(0.99, rate(http_seconds_bucket[5m]))".into(),
+        high: 0.3,
+        low: 0.1,
+        timeout: Duration::from_secs(2),
+    }];
+    // Load 50% alone would hold; latency 0.5 s over its 0.3 s high asks for 4·0.5/0.3 = 7 instances: 3 more.
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Add { count: 3, .. }),
+        "{report:?}"
+    );
+    assert!(
+        report.decision.reason().contains("p99-latency"),
+        "{report:?}"
+    );
+
+    // Low load and low latency: the load policy removes one, and the signal allows it.
+    let mut r = rig(FakeProvider::with_running("web", 4, Some(20.0)), false);
+    *latency.lock().unwrap() = Some(0.05);
+    r.orch.config.signal = vec![crate::scale::signal::SignalConfig {
+        name: "p99-latency".into(),
+        prometheus: prometheus(latency.clone()).await,
+        query: "q".into(),
+        high: 0.3,
+        low: 0.1,
+        timeout: Duration::from_secs(2),
+    }];
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Remove { .. }),
+        "{report:?}"
+    );
+
+    // Prometheus failing: no removal on a signal without data.
+    r.provider.set_all_loads(20.0);
+    *latency.lock().unwrap() = None;
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(&report.decision, Decision::Hold { reason } if reason.contains("p99-latency has no data")),
+        "{report:?}"
+    );
 }

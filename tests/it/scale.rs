@@ -91,6 +91,7 @@ fn orchestrator(
         dry_run,
         call_timeout: Duration::from_secs(30),
         balancer: None,
+        signal: Vec::new(),
         policy,
     };
     let orch = Orchestrator::new(
