@@ -16,6 +16,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::log::Level;
@@ -168,10 +170,35 @@ enum Cmd {
     Stop(Instant, oneshot::Sender<()>),
 }
 
+/// The hand-off from `send` to the alert thread: a lock-free queue, plus a wake-up that a sender pays for (a
+/// futex syscall) only when the thread has parked after a quiet second. While alerts flow, the thread polls
+/// the queue every few milliseconds instead, so `send` stays a queue push.
+struct Inbox {
+    tx: std::sync::mpsc::Sender<Cmd>,
+    wake: Arc<tokio::sync::Notify>,
+    parked: Arc<AtomicBool>,
+}
+
+impl Inbox {
+    /// Queues a command; `urgent` ones (flush, stop) always wake the thread.
+    fn push(&self, cmd: Cmd, urgent: bool) -> Result<(), ()> {
+        self.tx.send(cmd).map_err(|_| ())?;
+        if self.parked.swap(false, Ordering::AcqRel) || urgent {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// How often the alert thread looks at its queue while alerts flow.
+const POLL: Duration = Duration::from_millis(5);
+/// Quiet time after which the thread parks and asks senders to wake it.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
 /// The handle programs send alerts through; cheap to clone.
 #[derive(Clone)]
 pub struct Alerter {
-    tx: mpsc::UnboundedSender<Cmd>,
+    inbox: Arc<Inbox>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -202,7 +229,13 @@ impl Alerter {
                 notifiers.push((name.clone(), Arc::new(Notifier::build(c, name)?)));
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inbox = Arc::new(Inbox {
+            tx,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            parked: Arc::new(AtomicBool::new(false)),
+        });
+        let (wake, parked) = (inbox.wake.clone(), inbox.parked.clone());
         let store_for_gauge = store.clone();
         metrics.gauge_fn(
             "tend_alert_outbox_undelivered",
@@ -238,10 +271,10 @@ impl Alerter {
         };
         let thread = std::thread::Builder::new()
             .name("tend-alert".into())
-            .spawn(move || rt.block_on(worker.run(rx)))
+            .spawn(move || rt.block_on(worker.run(rx, wake, parked)))
             .map_err(AlertError::Thread)?;
         Ok(Alerter {
-            tx,
+            inbox,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
@@ -249,7 +282,7 @@ impl Alerter {
     /// Queues an alert and returns at once.
     pub fn send(&self, alert: Alert) {
         let now = millis(SystemTime::now());
-        if self.tx.send(Cmd::Alert(alert, now)).is_err() {
+        if self.inbox.push(Cmd::Alert(alert, now), false).is_err() {
             tracing::warn!(alert = false, "Alerter is stopped; an alert was not queued");
         }
     }
@@ -259,8 +292,8 @@ impl Alerter {
     pub fn flush(&self, timeout: Duration) -> FlushReport {
         let (reply, rx) = oneshot::channel();
         if self
-            .tx
-            .send(Cmd::Flush(Instant::now() + timeout, reply))
+            .inbox
+            .push(Cmd::Flush(Instant::now() + timeout, reply), true)
             .is_err()
         {
             return FlushReport { undelivered: -1 };
@@ -273,8 +306,8 @@ impl Alerter {
     pub async fn flush_async(&self, timeout: Duration) -> FlushReport {
         let (reply, rx) = oneshot::channel();
         if self
-            .tx
-            .send(Cmd::Flush(Instant::now() + timeout, reply))
+            .inbox
+            .push(Cmd::Flush(Instant::now() + timeout, reply), true)
             .is_err()
         {
             return FlushReport { undelivered: -1 };
@@ -287,8 +320,8 @@ impl Alerter {
     pub async fn notify_now(&self, alert: Alert, timeout: Duration) -> NotifyReport {
         let (reply, rx) = oneshot::channel();
         if self
-            .tx
-            .send(Cmd::Now(alert, Instant::now() + timeout, reply))
+            .inbox
+            .push(Cmd::Now(alert, Instant::now() + timeout, reply), true)
             .is_err()
         {
             return vec![];
@@ -300,8 +333,8 @@ impl Alerter {
     pub async fn stop(&self, timeout: Duration) {
         let (reply, rx) = oneshot::channel();
         if self
-            .tx
-            .send(Cmd::Stop(Instant::now() + timeout, reply))
+            .inbox
+            .push(Cmd::Stop(Instant::now() + timeout, reply), true)
             .is_ok()
         {
             let _ = rx.await;
@@ -337,26 +370,62 @@ struct Waiter<T> {
 }
 
 impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(
+        self,
+        rx: std::sync::mpsc::Receiver<Cmd>,
+        wake_up: Arc<tokio::sync::Notify>,
+        parked: Arc<AtomicBool>,
+    ) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
         let mut inflight: HashSet<(i64, String)> = HashSet::new();
         let mut flushes: Vec<Waiter<FlushReport>> = Vec::new();
         let mut nows: Vec<(i64, Waiter<NotifyReport>)> = Vec::new();
         let mut stop: Option<Waiter<()>> = None;
         let mut wake = Instant::now();
+        let mut active = Instant::now();
+        let mut closed = false;
         loop {
             let mut batch = Vec::new();
             let mut flush_now = false;
-            tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => batch.push(cmd),
-                    None => if stop.is_none() { return },
-                },
-                Some(outcome) = done_rx.recv() => self.record(outcome, &mut inflight),
-                _ = tokio::time::sleep_until(wake.into()) => {}
+            let drain = |batch: &mut Vec<Cmd>, closed: &mut bool| loop {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        *closed = true;
+                        break;
+                    }
+                }
+            };
+            drain(&mut batch, &mut closed);
+            if batch.is_empty() {
+                if closed && stop.is_none() {
+                    return;
+                }
+                // Quiet for a while: park, and have the next sender wake us. Set the flag before looking at
+                // the queue once more, so an alert pushed in between is seen now or wakes us.
+                let park = active.elapsed() > PARK_AFTER;
+                if park {
+                    parked.store(true, Ordering::Release);
+                    drain(&mut batch, &mut closed);
+                }
+                if batch.is_empty() {
+                    let until = if park {
+                        wake
+                    } else {
+                        wake.min(Instant::now() + POLL)
+                    };
+                    tokio::select! {
+                        _ = wake_up.notified() => {}
+                        Some(outcome) = done_rx.recv() => self.record(outcome, &mut inflight),
+                        _ = tokio::time::sleep_until(until.into()) => {}
+                    }
+                    parked.store(false, Ordering::Release);
+                    drain(&mut batch, &mut closed);
+                }
             }
-            while let Ok(cmd) = rx.try_recv() {
-                batch.push(cmd);
+            if !batch.is_empty() {
+                active = Instant::now();
             }
             while let Ok(outcome) = done_rx.try_recv() {
                 self.record(outcome, &mut inflight);
