@@ -407,9 +407,10 @@ impl Policy {
                 );
             }
         }
-        // The surge answers "demand unknown" once; while its instances boot, the same shortfall must not
-        // trigger a second surge (a real new rise still shows in the forecast above).
-        if median >= config.saturated && a.booting == 0 {
+        // Saturated: the real demand is unknown, so aim at `surge` × the serving instances. Instances still
+        // booting count in `n` below, so a surge capped by `max_step` only completes itself on the next cycle;
+        // it never adds twice for the same shortfall.
+        if median >= config.saturated {
             let s = ceil(serving * config.surge);
             if s > need {
                 need = s;
