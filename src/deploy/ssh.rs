@@ -81,6 +81,7 @@ pub trait RemoteSession: Send + Sync + 'static {
 pub struct OpenSsh {
     builder: SessionBuilder,
     connect_timeout: Duration,
+    step_timeout: Duration,
 }
 
 impl OpenSsh {
@@ -110,6 +111,7 @@ impl OpenSsh {
         OpenSsh {
             builder: b,
             connect_timeout: config.connect_timeout,
+            step_timeout: config.step_timeout,
         }
     }
 }
@@ -131,7 +133,11 @@ impl Connector for OpenSsh {
         let host = target.host();
         let after = self.connect_timeout + CONNECT_GRACE;
         match tokio::time::timeout(after, builder.connect(&target.address)).await {
-            Ok(Ok(session)) => Ok(OpenSshSession { session, host }),
+            Ok(Ok(session)) => Ok(OpenSshSession {
+                session,
+                host,
+                step_timeout: self.step_timeout,
+            }),
             Ok(Err(e)) => Err(SshError::Connect {
                 host,
                 source: Box::new(e),
@@ -146,6 +152,7 @@ impl Connector for OpenSsh {
 pub struct OpenSshSession {
     session: Session,
     host: String,
+    step_timeout: Duration,
 }
 
 impl RemoteSession for OpenSshSession {
@@ -159,9 +166,10 @@ impl RemoteSession for OpenSshSession {
             command: command.to_owned(),
             source: Box::new(e),
         };
+        let remote = bounded_remotely(command, self.step_timeout);
         let mut child = self
             .session
-            .raw_command(command)
+            .raw_command(&remote)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -209,4 +217,15 @@ async fn pump(stream: Option<impl AsyncRead + Unpin>, tx: mpsc::UnboundedSender<
             }
         }
     }
+}
+
+/// The command as sent: under the remote `timeout` (coreutils), a little longer than the local step bound, so
+/// a step that times out is also stopped on the host instead of running on after tend gave up on it. Hosts
+/// without `timeout` run the command as it is.
+pub fn bounded_remotely(command: &str, timeout: Duration) -> String {
+    let secs = timeout.as_secs() + 2;
+    let quoted = super::template::shell_quote(command);
+    format!(
+        "if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {secs} sh -c {quoted}; else exec sh -c {quoted}; fi"
+    )
 }

@@ -246,7 +246,7 @@ async fn a_hanging_step_times_out() {
     let hosts = start_hosts(1);
     let c = config(
         &hosts,
-        &["echo started; sleep 20".into()],
+        &["echo started; sleep 20.5".into()],
         "step_timeout = \"1s\"\n",
     );
     let started = std::time::Instant::now();
@@ -267,5 +267,17 @@ async fn a_hanging_step_times_out() {
             .unwrap()
             .iter()
             .any(|l| l.ends_with("| started"))
+    );
+    // The step is stopped on the host too (remote `timeout`), not left running after tend gave up on it.
+    crate::support::wait_for(
+        "the remote step to be stopped",
+        std::time::Duration::from_secs(15),
+        || {
+            let out = std::process::Command::new("pgrep")
+                .args(["-f", "sleep 20.5"])
+                .output()
+                .ok()?;
+            out.stdout.is_empty().then_some(())
+        },
     );
 }
