@@ -1,6 +1,6 @@
 //! Alerting: [`Alerter::send`] never blocks and never loses an alert.
 //!
-//! `send` stamps the alert and hands it to a background thread over an unbounded channel (a few hundred
+//! `send` stamps the alert and hands it to a background thread over a lock-free queue (a few hundred
 //! nanoseconds; no I/O on the caller's thread). That thread runs its own small tokio runtime, so alerting works
 //! in any program and keeps working while the host's runtime is busy or shutting down. It
 //! 1. writes each alert into the SQLite outbox first ([`outbox::record`]: one row per key per dedup window),
@@ -8,8 +8,9 @@
 //! 3. delivers every message to every notifier, retrying failures with capped exponential backoff, and records
 //!    each delivery, so pending alerts survive a restart and go out after it.
 //!
-//! The one window where an alert lives only in memory is between `send` returning and the outbox write a few
-//! microseconds later; `fatal!` and a graceful shutdown flush it. See [`outbox`] for the one duplicate that SMTP
+//! The one window where an alert lives only in memory is between `send` returning and the outbox write (at most
+//! a few milliseconds: the thread polls every 5 ms while alerts flow, and the first alert after a quiet second wakes
+//! it at once); `fatal!` and a graceful shutdown flush it. See [`outbox`] for the one duplicate that SMTP
 //! semantics can force.
 
 use std::collections::HashSet;
