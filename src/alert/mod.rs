@@ -388,6 +388,7 @@ impl Worker {
         loop {
             let mut batch = Vec::new();
             let mut flush_now = false;
+            let mut recorded = false;
             let drain = |batch: &mut Vec<Cmd>, closed: &mut bool| loop {
                 match rx.try_recv() {
                     Ok(cmd) => batch.push(cmd),
@@ -418,7 +419,10 @@ impl Worker {
                     };
                     tokio::select! {
                         _ = wake_up.notified() => {}
-                        Some(outcome) = done_rx.recv() => self.record(outcome, &mut inflight),
+                        Some(outcome) = done_rx.recv() => {
+                            self.record(outcome, &mut inflight);
+                            recorded = true;
+                        }
                         _ = tokio::time::sleep_until(until.into()) => {}
                     }
                     parked.store(false, Ordering::Release);
@@ -430,6 +434,12 @@ impl Worker {
             }
             while let Ok(outcome) = done_rx.try_recv() {
                 self.record(outcome, &mut inflight);
+                recorded = true;
+            }
+            // A poll that found nothing new, with no timer due and nobody waiting: no store queries.
+            let waiting = !flushes.is_empty() || !nows.is_empty() || stop.is_some();
+            if batch.is_empty() && !recorded && !waiting && Instant::now() < wake {
+                continue;
             }
             let mut alerts = Vec::new();
             let mut immediate = Vec::new();

@@ -69,6 +69,8 @@ pub type SharedView = Arc<RwLock<View>>;
 #[derive(Clone)]
 pub struct MonitorService {
     config: MonitorConfig,
+    /// Target names by index, shared with the store writes (built once, not per batch).
+    names: Arc<[String]>,
     store: Store,
     metrics: Metrics,
     alerter: Alerter,
@@ -110,6 +112,7 @@ impl MonitorService {
             lag: (0.0, 0.0),
         }));
         MonitorService {
+            names: config.target.iter().map(|t| t.name.clone()).collect(),
             config,
             store,
             metrics,
@@ -125,8 +128,7 @@ impl MonitorService {
 
     /// Runs until `shutdown`: checks, persistence, alerts.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PartError> {
-        let names: Vec<String> = self.config.target.iter().map(|t| t.name.clone()).collect();
-        let states = load_states(&self.store, &names).await?;
+        let states = load_states(&self.store, self.names.clone()).await?;
         {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
             for (v, s) in view.targets.iter_mut().zip(&states) {
@@ -349,7 +351,7 @@ impl MonitorService {
     }
 
     async fn persist(&self, reports: Vec<Report>) {
-        let names: Vec<String> = self.config.target.iter().map(|t| t.name.clone()).collect();
+        let names = self.names.clone();
         let result = self
             .store
             .call(move |c| {
@@ -465,13 +467,12 @@ impl MonitorService {
     }
 }
 
-async fn load_states(store: &Store, names: &[String]) -> Result<Vec<TrackerState>, PartError> {
-    let names = names.to_vec();
+async fn load_states(store: &Store, names: Arc<[String]>) -> Result<Vec<TrackerState>, PartError> {
     let states = store
         .call(move |c| {
             let mut stmt = c.prepare("SELECT state FROM monitor_state WHERE target = ?1")?;
             let mut out = Vec::with_capacity(names.len());
-            for n in &names {
+            for n in names.iter() {
                 let json: Option<String> =
                     stmt.query_row([n], |r| r.get(0)).map(Some).or_else(|e| {
                         if e == rusqlite::Error::QueryReturnedNoRows {

@@ -38,6 +38,13 @@ pub struct Bounds {
     pub max: u32,
 }
 
+impl Bounds {
+    /// Every baseline's first rule: below `min` instances, add up to `min`.
+    pub fn fill(&self, n: usize) -> Option<Act> {
+        (n < self.min as usize).then(|| Act::Add(self.min - n as u32))
+    }
+}
+
 fn mean(loads: &[Option<f64>]) -> Option<f64> {
     let v: Vec<f64> = loads.iter().flatten().copied().collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -109,8 +116,8 @@ impl SimPolicy for Seed {
     }
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], _now: f64) -> Act {
         let n_total = loads.len();
-        if n_total < self.bounds.min as usize {
-            return Act::Add(self.bounds.min - n_total as u32);
+        if let Some(fill) = self.bounds.fill(n_total) {
+            return fill;
         }
         let Some(m) = median(loads) else {
             return Act::Hold;
@@ -150,8 +157,8 @@ impl SimPolicy for AwsSimple {
     }
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], now: f64) -> Act {
         let n = loads.len();
-        if n < self.bounds.min as usize {
-            return Act::Add(self.bounds.min - n as u32);
+        if let Some(fill) = self.bounds.fill(n) {
+            return fill;
         }
         if now < self.cooldown_until {
             return Act::Hold;
@@ -204,8 +211,8 @@ impl SimPolicy for AwsTargetTracking {
     }
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], now: f64) -> Act {
         let n = loads.len();
-        if n < self.bounds.min as usize {
-            return Act::Add(self.bounds.min - n as u32);
+        if let Some(fill) = self.bounds.fill(n) {
+            return fill;
         }
         let warm: Vec<Option<f64>> = loads
             .iter()

@@ -43,7 +43,7 @@ impl Scenario {
 }
 
 /// What one policy did on the scenario (the report fields, before naming).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Outcome {
     /// Billed server-hours.
     pub server_hours: f64,
@@ -63,7 +63,8 @@ pub struct Outcome {
     pub under_provisioning_timeshare: f64,
     /// SPEC over-provisioning timeshare τ_O (percent of time).
     pub over_provisioning_timeshare: f64,
-    /// Ready capacity at the end of each row.
+    /// Ready capacity at the end of each row (for the chart; not in JSON).
+    #[serde(skip)]
     pub capacity: Vec<f32>,
 }
 

@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::SimError;
 use super::engine::Outcome;
 
-/// One policy's result, with the field names of issue 8.
+/// One policy's result, with the field names of issue 8: its name, setting and SLO verdict, and the
+/// engine's [`Outcome`] (flattened, so `server_hours`, `overloaded_minutes`, ... sit beside `name` in JSON and
+/// read as `report.server_hours` through `Deref`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
     /// Policy name.
@@ -17,29 +19,19 @@ pub struct PolicyReport {
     pub setting: String,
     /// Whether overloaded minutes stayed within the SLO.
     pub meets_slo: bool,
-    /// Billed server-hours.
-    pub server_hours: f64,
     /// server_hours / the oracle's.
     pub oracle_ratio: f64,
-    /// Minutes with demand above serving capacity.
-    pub overloaded_minutes: u64,
-    /// Largest share of demand unserved at a tick (percent).
-    pub max_overload_pct: f64,
-    /// Served demand / billed capacity (percent).
-    pub mean_utilization: f64,
-    /// Scaling actions.
-    pub actions: u64,
-    /// SPEC under-provisioning accuracy (percent).
-    pub under_provisioning_accuracy: f64,
-    /// SPEC over-provisioning accuracy (percent).
-    pub over_provisioning_accuracy: f64,
-    /// SPEC under-provisioning timeshare (percent).
-    pub under_provisioning_timeshare: f64,
-    /// SPEC over-provisioning timeshare (percent).
-    pub over_provisioning_timeshare: f64,
-    /// Serving capacity per trace row (for the chart).
-    #[serde(skip)]
-    pub capacity: Vec<f32>,
+    /// What the policy did.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl std::ops::Deref for PolicyReport {
+    type Target = Outcome;
+
+    fn deref(&self) -> &Outcome {
+        &self.outcome
+    }
 }
 
 impl PolicyReport {
@@ -55,21 +47,12 @@ impl PolicyReport {
             name: name.into(),
             setting,
             meets_slo: o.overloaded_minutes as f64 <= slo_minutes,
-            server_hours: o.server_hours,
             oracle_ratio: if oracle.server_hours > 0.0 {
                 o.server_hours / oracle.server_hours
             } else {
                 0.0
             },
-            overloaded_minutes: o.overloaded_minutes,
-            max_overload_pct: o.max_overload_pct,
-            mean_utilization: o.mean_utilization,
-            actions: o.actions,
-            under_provisioning_accuracy: o.under_provisioning_accuracy,
-            over_provisioning_accuracy: o.over_provisioning_accuracy,
-            under_provisioning_timeshare: o.under_provisioning_timeshare,
-            over_provisioning_timeshare: o.over_provisioning_timeshare,
-            capacity: o.capacity,
+            outcome: o,
         }
     }
 }
