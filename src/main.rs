@@ -183,11 +183,25 @@ fn main() -> ExitCode {
             if f.error.downcast_ref::<ConfigErrors>().is_some() {
                 eprintln!("{}", f.error);
             } else {
-                eprintln!("error: {:#}", f.error);
+                eprintln!("error: {}", chain(&f.error));
             }
             ExitCode::from(f.code)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, skipping a cause whose text the message before it already shows
+/// (many library errors print their source in their own message).
+fn chain(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn real_main(cli: Cli) -> Result<u8, Failure> {
