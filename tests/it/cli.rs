@@ -4,7 +4,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, http_get, tend_bin, wait_for};
+use crate::support::{free_port, http_get, repo_root, tend_bin, wait_for};
 
 fn tend(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(tend_bin())
@@ -75,7 +75,7 @@ fn invalid_values_and_missing_files_exit_2() {
 
 #[test]
 fn the_example_configs_are_valid() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("examples")).unwrap() {
         let path = entry.unwrap().path();

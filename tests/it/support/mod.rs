@@ -38,6 +38,14 @@ pub fn venv() -> std::path::PathBuf {
         .unwrap_or_else(|| "/var/cache/tend-test/venv".into())
 }
 
+/// The checkout under test. Read at run time (cargo sets it for the test process): a target directory shared by
+/// two checkouts may hold a test binary compiled in the other one, whose compile-time path may be gone.
+pub fn repo_root() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 /// The tend binary built for these tests.
 pub fn tend_bin() -> std::path::PathBuf {
     env!("CARGO_BIN_EXE_tend").into()

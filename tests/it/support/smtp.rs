@@ -45,7 +45,7 @@ impl SmtpSink {
         }
         let port = options.port.unwrap_or_else(super::free_port);
         let python = super::venv().join("bin/python");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/smtp_sink.py");
+        let script = super::repo_root().join("tests/it/support/smtp_sink.py");
         let mut cmd = Command::new(&python);
         cmd.arg(script)
             .args(["--port", &port.to_string(), "--dir"])
