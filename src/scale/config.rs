@@ -26,7 +26,7 @@ pub struct ScaleConfig {
     #[serde(default)]
     pub signal: Vec<super::signal::SignalConfig>,
     /// The policy: `high`, `low`, `min`, `max`, `max_step`, `interval`, `window`, `boot_grace`, `predictive`,
-    /// `overload_budget`, `prior_headroom`, `saturated`, `surge`, `memory` (see [`PolicyConfig`]).
+    /// `overload_budget`, `prior_headroom`, `saturated`, `surge`, `memory`, `settle` (see [`PolicyConfig`]).
     #[serde(flatten)]
     pub policy: PolicyConfig,
 }

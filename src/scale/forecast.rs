@@ -3,17 +3,25 @@
 //!
 //! Why: a reactive autoscaler is blind for boot + metric lag + one interval after a rise starts. Any fixed headroom
 //! is either wasteful (calm load) or too thin (spiky load). Instead [`History`] records the fleet's demand (in
-//! servers) at each observation, and for every past observation the largest rise of demand within the following
-//! horizon (the measured boot-to-first-data delay plus one interval). The policy keeps capacity for the current
-//! demand plus a high quantile of those rises, taken among past moments whose demand level was similar (within
-//! ×1.5), so additive spikes (batch jobs) and multiplicative ones (web traffic) are both sized right. The quantile
-//! follows the overload budget: a 0.1 % budget keeps capacity for the 99.9th-percentile rise. Until enough has
-//! been seen, a prior fraction of the demand is used.
+//! servers) at each observation and learns, for every past observation, how far demand rose above its *level*
+//! within the following horizon (the measured boot-to-first-data delay plus one interval). The level is the
+//! highest demand seen within the last `settle` span: spikes come in clusters, so the forecast does not drop the
+//! moment one spike ends, and the fleet does not shed capacity it will need again one boot later.
+//!
+//! The policy keeps capacity for the level plus a high quantile of those rises, taken among past moments whose
+//! level was similar (within ×1.5), so additive spikes (batch jobs) and multiplicative ones (web traffic) are both
+//! sized right. The quantile follows the overload budget: a 0.1 % budget keeps capacity for the 99.9th-percentile
+//! rise. A 99.9th percentile cannot be read off a few hundred samples (their largest understates it), so with
+//! fewer than [`TAIL_SAMPLES`] samples beyond it the tail is extrapolated: exponentially, through the median and the
+//! highest quantile that can be read. Until [`MIN_LEARNED`] rises are known, at least a prior fraction of the
+//! demand is kept.
 //!
 //! Everything here is deterministic: time comes in as a parameter.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
+
+use super::policy::PolicyConfig;
 
 /// How many learned rises are needed before the prior is dropped.
 pub const MIN_LEARNED: usize = 60;
@@ -24,11 +32,12 @@ const SIMILAR_LEVEL: f64 = 1.5;
 /// How many measured boot delays are remembered (the largest of them is used).
 const BOOT_DELAYS_KEPT: usize = 8;
 
-/// One observation of the whole fleet's demand.
+/// One observation of the whole fleet's demand, with its level (the highest demand within `settle`) then.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     at: SystemTime,
     demand: f64,
+    level: f64,
 }
 
 /// A learned rise: at a moment with demand `level`, demand rose by `rise` (servers) within the horizon.
@@ -43,9 +52,11 @@ struct Rise {
 #[derive(Debug, Clone, Default)]
 pub struct History {
     samples: VecDeque<Sample>,
+    recent: VecDeque<(SystemTime, f64)>,
     rises: VecDeque<Rise>,
     boot_delays: VecDeque<Duration>,
     waiting: BTreeMap<String, SystemTime>,
+    joined: BTreeMap<String, SystemTime>,
 }
 
 impl History {
@@ -54,23 +65,20 @@ impl History {
         Self::default()
     }
 
-    /// Records one observation: the fleet's estimated demand in servers (`None` when nothing could be estimated),
-    /// and which instances have data now (`(id, launched_at, has_data)`) to measure the boot-to-data delay.
-    /// `fallback_delay` is used as the horizon until a delay has been measured; `memory` bounds what is kept.
-    pub fn record<'a>(
+    /// Notes which instances have data now (`(id, launched_at, has_data)`): measures the boot-to-data delay of
+    /// new ones, and remembers for one `window` which ones just joined. Call before [`History::record`].
+    pub fn note_instances<'a>(
         &mut self,
         now: SystemTime,
-        demand: Option<f64>,
         instances: impl Iterator<Item = (&'a str, SystemTime, bool)>,
-        fallback_delay: Duration,
-        interval: Duration,
-        memory: Duration,
+        config: &PolicyConfig,
     ) {
         let mut seen = Vec::new();
         for (id, launched_at, has_data) in instances {
             seen.push(id.to_string());
             if has_data {
                 if let Some(launched) = self.waiting.remove(id) {
+                    self.joined.insert(id.to_string(), now);
                     let delay = now.duration_since(launched).unwrap_or_default();
                     self.boot_delays.push_back(delay);
                     if self.boot_delays.len() > BOOT_DELAYS_KEPT {
@@ -83,15 +91,41 @@ impl History {
         }
         // Instances that disappeared before reporting are forgotten.
         self.waiting.retain(|id, _| seen.iter().any(|s| s == id));
+        self.joined
+            .retain(|_, at| now.duration_since(*at).unwrap_or_default() <= config.window);
+    }
 
+    /// Whether the instance first reported data within the last `window`: its average covers only the time it
+    /// served, while the others' still cover the smaller fleet before it joined.
+    pub fn just_joined(&self, id: &str) -> bool {
+        self.joined.contains_key(id)
+    }
+
+    /// Records one observation of the fleet's demand in servers (`None` when nothing could be estimated) and
+    /// learns the rises whose horizon has passed. From `config`: `boot_grace` is the horizon's delay until one has
+    /// been measured, `memory` bounds what is kept, `settle` is the span of the level.
+    pub fn record(&mut self, now: SystemTime, demand: Option<f64>, config: &PolicyConfig) {
         if let Some(demand) = demand {
-            self.samples.push_back(Sample { at: now, demand });
+            self.recent.push_back((now, demand));
+            while self
+                .recent
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at).unwrap_or_default() > config.settle)
+            {
+                self.recent.pop_front();
+            }
+            let level = self.level(now, config.settle).unwrap_or(demand);
+            self.samples.push_back(Sample {
+                at: now,
+                demand,
+                level,
+            });
         }
-        let horizon = self.horizon(fallback_delay, interval);
+        let horizon = self.horizon(config.boot_grace, config.interval);
         self.learn_rises(now, horizon);
         while let Some(old) = self.rises.front() {
             match now.duration_since(old.at) {
-                Ok(age) if age > memory => {
+                Ok(age) if age > config.memory => {
                     self.rises.pop_front();
                 }
                 _ => break,
@@ -115,8 +149,8 @@ impl History {
                 .fold(first.demand, f64::max);
             self.rises.push_back(Rise {
                 at: first.at,
-                level: first.demand,
-                rise: peak - first.demand,
+                level: first.level,
+                rise: peak - first.level,
             });
             self.samples.pop_front();
         }
@@ -133,6 +167,33 @@ impl History {
             + interval
     }
 
+    /// The level of demand: the highest demand observed within `settle` before `now` (`None` if none was).
+    pub fn level(&self, now: SystemTime, settle: Duration) -> Option<f64> {
+        self.recent
+            .iter()
+            .filter(|(at, _)| *at <= now && now.duration_since(*at).unwrap_or_default() <= settle)
+            .map(|(_, d)| *d)
+            .reduce(f64::max)
+    }
+
+    /// The rises so far of samples whose horizon has not passed yet: a lower bound of what they will teach, so
+    /// a rise under way counts at once, not one horizon later (when the fleet may already have shrunk).
+    fn pending(&self) -> impl Iterator<Item = Rise> + '_ {
+        self.samples.iter().enumerate().filter_map(|(i, s)| {
+            let peak = self
+                .samples
+                .iter()
+                .skip(i + 1)
+                .map(|l| l.demand)
+                .reduce(f64::max)?;
+            Some(Rise {
+                at: s.at,
+                level: s.level,
+                rise: peak - s.level,
+            })
+        })
+    }
+
     /// How many rises have been learned.
     pub fn learned(&self) -> usize {
         self.rises.len()
@@ -143,25 +204,45 @@ impl History {
     /// (whichever is larger then).
     pub fn headroom(&self, demand: f64, quantile: f64, prior: f64) -> f64 {
         let prior_rise = prior * demand.max(0.0);
-        if self.rises.is_empty() {
+        let rises: Vec<Rise> = self.rises.iter().copied().chain(self.pending()).collect();
+        if rises.is_empty() {
             return prior_rise;
         }
-        let mut similar: Vec<f64> = self
-            .rises
+        let mut similar: Vec<f64> = rises
             .iter()
             .filter(|r| r.level <= demand * SIMILAR_LEVEL && r.level * SIMILAR_LEVEL >= demand)
             .map(|r| r.rise)
             .collect();
         if similar.len() < MIN_SIMILAR {
-            similar = self.rises.iter().map(|r| r.rise).collect();
+            similar = rises.iter().map(|r| r.rise).collect();
         }
-        let learned = quantile_of(&mut similar, quantile).max(0.0);
+        let learned = tail_quantile(&mut similar, quantile).max(0.0);
         if self.rises.len() < MIN_LEARNED {
             learned.max(prior_rise)
         } else {
             learned
         }
     }
+}
+
+/// Samples beyond an empirical quantile needed to read it directly; with fewer, the tail is extrapolated from
+/// this many largest samples.
+const TAIL_SAMPLES: usize = 20;
+
+/// The `q` quantile of the distribution `values` were drawn from. Read directly when at least [`TAIL_SAMPLES`]
+/// values lie beyond it; otherwise extrapolated along an exponential tail fitted to the largest [`TAIL_SAMPLES`]
+/// (peaks over a threshold: the threshold `u` is the next largest value, the scale the mean excess over it), since
+/// the largest of a few hundred values understates a 99.9th percentile.
+fn tail_quantile(values: &mut [f64], q: f64) -> f64 {
+    let n = values.len();
+    let beyond = (1.0 - q).max(1e-12);
+    if n as f64 * beyond >= TAIL_SAMPLES as f64 || n <= TAIL_SAMPLES {
+        return quantile_of(values, q);
+    }
+    values.sort_unstable_by(|a, b| b.total_cmp(a));
+    let u = values[TAIL_SAMPLES];
+    let scale = values[..TAIL_SAMPLES].iter().map(|v| v - u).sum::<f64>() / TAIL_SAMPLES as f64;
+    u + scale * (TAIL_SAMPLES as f64 / (n as f64 * beyond)).ln()
 }
 
 /// The `q` quantile (0..1) of `values` (nearest rank, rounding up); 0 when empty.
@@ -183,6 +264,16 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(s)
     }
 
+    fn config(settle: u64) -> PolicyConfig {
+        PolicyConfig {
+            boot_grace: Duration::from_secs(300),
+            interval: Duration::from_secs(30),
+            memory: Duration::from_secs(86_400),
+            settle: Duration::from_secs(settle),
+            ..PolicyConfig::default()
+        }
+    }
+
     #[test]
     fn quantile_is_nearest_rank() {
         let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
@@ -192,44 +283,68 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_is_read_when_enough_samples_lie_beyond_it() {
+        let mut v: Vec<f64> = (1..=20_000).map(f64::from).collect();
+        assert_eq!(tail_quantile(&mut v, 0.999), 19_980.0);
+    }
+
+    #[test]
+    fn a_tail_beyond_the_samples_is_extrapolated_exponentially() {
+        // Exponential(1) quantiles: Q(p) = ln(1/(1-p)), at 500 evenly spaced probabilities i/501 (the largest is
+        // Q(0.998) = 6.2); the true Q(0.999) is 6.91.
+        let mut v: Vec<f64> = (1..=500)
+            .map(|i| (1.0 / (1.0 - f64::from(i) / 501.0)).ln())
+            .collect();
+        let largest = v.iter().copied().fold(0.0, f64::max);
+        let q = tail_quantile(&mut v, 0.999);
+        assert!(
+            q > largest,
+            "{q} should lie beyond the largest sample {largest}"
+        );
+        assert!((q - 6.91).abs() < 1.0, "{q} should be near the true 6.91");
+        // A constant sample has no tail.
+        assert_eq!(tail_quantile(&mut [3.0; 100], 0.999), 3.0);
+    }
+
+    #[test]
     fn learns_boot_delay_and_rises() {
         let mut h = History::new();
-        let m = Duration::from_secs(86_400);
-        let i = Duration::from_secs(30);
-        h.record(
-            at(0),
-            Some(1.0),
-            [("a", at(0), false)].into_iter(),
-            Duration::from_secs(300),
-            i,
-            m,
-        );
-        h.record(
-            at(180),
-            Some(1.0),
-            [("a", at(0), true)].into_iter(),
-            Duration::from_secs(300),
-            i,
-            m,
-        );
+        let c = config(0);
+        h.note_instances(at(0), [("a", at(0), false)].into_iter(), &c);
+        h.record(at(0), Some(1.0), &c);
+        h.note_instances(at(180), [("a", at(0), true)].into_iter(), &c);
+        assert!(h.just_joined("a"));
+        h.record(at(180), Some(1.0), &c);
         assert_eq!(
-            h.horizon(Duration::from_secs(300), i),
+            h.horizon(c.boot_grace, c.interval),
             Duration::from_secs(210)
         );
-        // Demand alternates 10 and 14 every 30 s: every rise within the horizon is 4 or 0.
+        // Demand alternates 10 and 14 every 30 s: every rise within the horizon is 4 (from 10) or 0 (from 14).
         for k in 7..400u64 {
             let d = if k % 2 == 0 { 10.0 } else { 14.0 };
-            h.record(
-                at(k * 30),
-                Some(d),
-                [("a", at(0), true)].into_iter(),
-                Duration::from_secs(300),
-                i,
-                m,
-            );
+            h.note_instances(at(k * 30), [("a", at(0), true)].into_iter(), &c);
+            h.record(at(k * 30), Some(d), &c);
         }
+        assert!(!h.just_joined("a"), "joined more than a window ago");
         assert!(h.learned() > MIN_LEARNED);
-        assert_eq!(h.headroom(10.0, 0.999, 0.25), 4.0);
+        // Similar levels (10 and 14 are within ×1.5) give rises of 0 and 4: the tail is extrapolated beyond 4.
+        let headroom = h.headroom(10.0, 0.999, 0.25);
+        assert!((4.0..8.0).contains(&headroom), "{headroom}");
+    }
+
+    #[test]
+    fn the_level_is_the_highest_demand_within_settle() {
+        let mut h = History::new();
+        let c = config(120);
+        for (t, d) in [(0, 5.0), (30, 9.0), (60, 6.0), (90, 5.0)] {
+            h.record(at(t), Some(d), &c);
+        }
+        assert_eq!(h.level(at(90), c.settle), Some(9.0));
+        assert_eq!(
+            h.level(at(151), c.settle),
+            Some(6.0),
+            "the spike at 30 s has settled"
+        );
     }
 
     #[test]

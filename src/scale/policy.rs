@@ -10,10 +10,16 @@
 //!   policy holds and says so.
 //! - **Proportional scale-up.** Enough instances are added at once to bring the median into the band
 //!   (`ceil(median · n / high)`), capped by `max` and `max_step`, at least one.
-//! - **Forecast headroom** (`predictive`, on by default). The policy keeps capacity for the current demand plus
-//!   the rise demand may take before new capacity could serve: a high quantile of the rises it has *seen* over
-//!   that horizon at similar load levels (see [`crate::scale::forecast`]). It adds when that forecast exceeds the
-//!   fleet, and removes only when the forecast also fits the smaller fleet under `high`.
+//! - **Forecast headroom** (`predictive`, on by default). The policy keeps capacity for the demand's recent level
+//!   (the highest demand within `settle`: spikes come in clusters) plus the rise demand may take before new
+//!   capacity could serve: a high quantile of the rises it has *seen* over that horizon at similar levels, with
+//!   the tail extrapolated while few have been seen, and a rise under way counted at once (see
+//!   [`crate::scale::forecast`]). Until it has learned, it keeps `prior_headroom` (100 %: twice the demand). It
+//!   adds when the forecast exceeds the fleet, and removes only when the forecast also fits the smaller fleet
+//!   under [`FORECAST_FIT`] (or `high`, if higher).
+//! - **Honest estimates.** Demand is the median load × the serving instances. For one `window` after instances
+//!   join, the others' averages still show the smaller fleet's load, which times today's size overstates demand;
+//!   the memory then takes the estimate from the instances that just joined, so it learns no false rise.
 //! - **Saturation.** A median at or above `saturated` means the true demand is unknown (CPU cannot show more than
 //!   100 %): the fleet is multiplied by `surge` in one step, so a sudden multiple of the demand is met within one
 //!   boot instead of one boot per doubling.
@@ -128,6 +134,9 @@ pub struct PolicyConfig {
     /// How long learned rises are remembered.
     #[serde(with = "crate::config::human_duration")]
     pub memory: Duration,
+    /// The forecast starts from the highest demand seen within this span (spikes come in clusters).
+    #[serde(with = "crate::config::human_duration")]
+    pub settle: Duration,
 }
 
 /// Default `high`.
@@ -146,16 +155,25 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// Default `boot_grace`.
 pub const DEFAULT_BOOT_GRACE: Duration = Duration::from_secs(300);
-/// Default `overload_budget` (percent of the time).
-pub const DEFAULT_OVERLOAD_BUDGET: f64 = 0.1;
+/// Default `overload_budget` (percent of the time): half of a 0.1 % SLO, because a learned rise is one window
+/// average (peaks within it are hidden) and one missed rise overloads the fleet until new capacity serves.
+pub const DEFAULT_OVERLOAD_BUDGET: f64 = 0.05;
 /// Default `prior_headroom` (percent of demand).
-pub const DEFAULT_PRIOR_HEADROOM: f64 = 25.0;
+pub const DEFAULT_PRIOR_HEADROOM: f64 = 100.0;
 /// Default `saturated` (percent).
 pub const DEFAULT_SATURATED: f64 = 99.0;
 /// Default `surge` factor.
 pub const DEFAULT_SURGE: f64 = 4.0;
 /// Default `memory`: a week, to see every day of it.
 pub const DEFAULT_MEMORY: Duration = Duration::from_secs(7 * 86_400);
+
+/// A removal must leave the forecast (which already holds the learned headroom) at most this load (percent) on
+/// the smaller fleet, or `high` if that is higher: enough hysteresis against churn without paying `high`'s margin
+/// on top of the headroom.
+pub const FORECAST_FIT: f64 = 95.0;
+
+/// Default `settle`.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(300);
 
 impl Default for PolicyConfig {
     fn default() -> Self {
@@ -174,6 +192,7 @@ impl Default for PolicyConfig {
             saturated: DEFAULT_SATURATED,
             surge: DEFAULT_SURGE,
             memory: DEFAULT_MEMORY,
+            settle: DEFAULT_SETTLE,
         }
     }
 }
@@ -301,22 +320,26 @@ impl Policy {
 
     /// Updates the memory with this interval's observation. Call once per interval, before [`Policy::decide`].
     pub fn observe(&mut self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) {
-        let a = self.assess_basic(fleet, config, now);
-        // Samples taken while the fleet changes are kept: lagged averages then understate demand for a while,
-        // and the rises this teaches add a margin for the scaling transients themselves.
-        let demand = a.demand.filter(|_| a.missing * 2 <= a.total);
         let instances = fleet
             .instances
             .iter()
             .map(|o| (o.id.as_str(), o.launched_at, o.load.is_some()));
-        self.history.record(
-            now,
-            demand,
-            instances,
-            config.boot_grace,
-            config.interval,
-            config.memory,
-        );
+        self.history.note_instances(now, instances, config);
+        let a = self.assess_basic(fleet, config, now);
+        let mut demand = a.demand.filter(|_| a.missing * 2 <= a.total);
+        // For one window after instances join, the others' (lagged) averages still show the smaller fleet's load:
+        // times today's size, they overstate demand, and every later rise learned from it would be false. The
+        // instances that just joined have averaged only over the present fleet, so they alone give the estimate.
+        let mut fresh: Vec<f64> = fleet
+            .instances
+            .iter()
+            .filter(|o| self.history.just_joined(&o.id))
+            .filter_map(|o| o.load)
+            .collect();
+        if let (Some(d), Some(m), Some(fresh_median)) = (demand, a.median, median(&mut fresh)) {
+            demand = Some(d * fresh_median / m.max(f64::MIN_POSITIVE));
+        }
+        self.history.record(now, demand, config);
     }
 
     fn assess_basic(&self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) -> Assessment {
@@ -351,9 +374,11 @@ impl Policy {
         if config.predictive {
             let quantile = 1.0 - config.overload_budget / 100.0;
             a.forecast = a.demand.map(|d| {
-                d + self
-                    .history
-                    .headroom(d, quantile, config.prior_headroom / 100.0)
+                let level = self.history.level(now, config.settle).unwrap_or(d).max(d);
+                level
+                    + self
+                        .history
+                        .headroom(level, quantile, config.prior_headroom / 100.0)
             });
         }
         a
@@ -462,7 +487,7 @@ impl Policy {
         }
         if let Some(forecast) = a.forecast {
             let after = forecast * 100.0 / (serving - 1.0);
-            if after >= config.high {
+            if after >= config.high.max(FORECAST_FIT) {
                 return hold(format!(
                     "{state}; predicted {predicted:.1}% but the forecast {forecast:.2} servers would load {} at {after:.1}%",
                     n - 1

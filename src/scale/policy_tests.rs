@@ -64,10 +64,10 @@ fn table_of_rules() {
         ),
         ("n=1 at 95% adds", some(95.0, 1), false, "add 1"),
         (
-            "two at 75% hold: 150% predicted",
+            "two at 75%, nothing learned yet: the prior doubles 1.5 to 3",
             some(75.0, 2),
             true,
-            "hold",
+            "add 1",
         ),
         ("two at 75% hold, seed rules", some(75.0, 2), false, "hold"),
         (
@@ -77,10 +77,10 @@ fn table_of_rules() {
             "hold",
         ),
         (
-            "three at 65% hold with the forecast",
+            "three at 65%, nothing learned yet: the prior doubles 1.95 to 3.9",
             some(65.0, 3),
             true,
-            "hold",
+            "add 1",
         ),
         (
             "twenty at 40% remove one",
@@ -240,12 +240,13 @@ fn removes_newest_with_data() {
 
 #[test]
 fn learned_headroom_adds_before_overload() {
-    // Demand alternates 6 and 9 servers: the policy learns rises of 3 and keeps capacity for 9 while at 6.
+    // Demand alternates 9 and 6 servers every 2 minutes: the level (the highest demand within `settle`) stays at
+    // 9, so the policy keeps capacity for 9 while at 6.
     let cfg = PolicyConfig::default();
     let mut p = Policy::new();
     let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
     for k in 0..600u64 {
-        let demand = if (k / 4) % 2 == 0 { 6.0 } else { 9.0 };
+        let demand = if (k / 4) % 2 == 0 { 9.0 } else { 6.0 };
         let f = Fleet {
             instances: (0..10)
                 .map(|i| Observed {
@@ -258,10 +259,24 @@ fn learned_headroom_adds_before_overload() {
         };
         p.observe(&f, &cfg, t0 + cfg.interval * k as u32);
     }
+    let t = t0 + cfg.interval * 600;
     let f = fleet(&[Some(100.0 * 6.0 / 7.0); 7]);
-    let a = p.assess(&f, &cfg, now());
+    let a = p.assess(&f, &cfg, t);
     assert!((a.forecast.unwrap_or(0.0) - 9.0).abs() < 1e-9, "{a:?}");
-    assert_eq!(kind(&p.decide(&f, &cfg, now())), "add 2");
+    assert_eq!(kind(&p.decide(&f, &cfg, t)), "add 2");
+    // Without the level, the rises of 3 from 6 are learned and give the same capacity.
+    let cfg = PolicyConfig {
+        settle: Duration::ZERO,
+        ..cfg
+    };
+    let mut p = Policy::new();
+    for k in 0..600u64 {
+        let demand = if (k / 4) % 2 == 0 { 9.0 } else { 6.0 };
+        let f = fleet(&[Some(demand * 10.0); 10]);
+        p.observe(&f, &cfg, t0 + cfg.interval * k as u32);
+    }
+    let a = p.assess(&f, &cfg, t);
+    assert!((a.forecast.unwrap_or(0.0) - 9.0).abs() < 1e-9, "{a:?}");
 }
 
 #[test]

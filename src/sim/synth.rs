@@ -234,9 +234,23 @@ pub fn generalisation_set(shipped: &[f64]) -> Vec<Case> {
         ),
         case("noise-5%", noisy(shipped, 5.0, 7), 30.0, 20.0),
         case("peak-60", shipped.to_vec(), 30.0, 60.0),
+        case("1min-rows", smoothed(shipped, 2), 60.0, 20.0),
+        case(
+            "first-2d",
+            shipped[..shipped.len().min(5760)].to_vec(),
+            30.0,
+            20.0,
+        ),
         case("2min-rows", smoothed(shipped, 4), 120.0, 20.0),
+        case("5min-rows", smoothed(shipped, 10), 300.0, 20.0),
     ];
     set.push(case("diurnal-web", diurnal_web(days, 30.0, 11), 30.0, 20.0));
+    set.push(case(
+        "diurnal-5min",
+        diurnal_web(days, 300.0, 17),
+        300.0,
+        20.0,
+    ));
     set.push(case("sine-spikes", sine_spikes(days, 30.0, 12), 30.0, 20.0));
     set.push(case("batch-jobs", batch_jobs(days, 60.0, 13), 60.0, 20.0));
     set.push(case(
