@@ -195,7 +195,12 @@ pub fn write_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Demand and serving capacity: {}", r.trace),
+            format!(
+                "Demand and serving capacity: {}",
+                Path::new(&r.trace)
+                    .file_name()
+                    .map_or(r.trace.clone(), |n| n.to_string_lossy().into_owned())
+            ),
             ("sans-serif", 24),
         )
         .margin(15)
