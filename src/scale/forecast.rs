@@ -348,6 +348,25 @@ mod tests {
     }
 
     #[test]
+    fn a_rise_under_way_counts_before_its_horizon_passes() {
+        let mut h = History::new();
+        let c = config(0);
+        // An hour at 2 servers teaches rises of 0; then demand jumps to 6 within one interval.
+        for k in 0..120u64 {
+            h.record(at(k * 30), Some(2.0), &c);
+        }
+        let calm = h.headroom(2.0, 0.999, 0.0);
+        h.record(at(120 * 30), Some(6.0), &c);
+        let learned_now = h.learned();
+        let after = h.headroom(2.0, 0.999, 0.0);
+        assert_eq!(calm, 0.0);
+        assert!(after >= 4.0, "the jump of 4 counts at once: {after}");
+        // It was not learned the slow way yet: its horizon (330 s) has not passed.
+        h.record(at(121 * 30), Some(6.0), &c);
+        assert_eq!(h.learned(), learned_now + 1);
+    }
+
+    #[test]
     fn prior_applies_until_learned() {
         let h = History::new();
         assert_eq!(h.headroom(8.0, 0.999, 0.25), 2.0);

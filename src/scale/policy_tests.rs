@@ -332,3 +332,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn instances_joining_do_not_overstate_demand() {
+    // Five instances carry 4.5 servers of demand (90 %); four more boot. When those report (50 % each: the nine
+    // share the same 4.5), the five old ones' lagged averages still read 80 %, and 80 % × 9 would claim 7.2.
+    let cfg = PolicyConfig::default();
+    let mut p = Policy::new();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let old = |load: f64| {
+        (0..5).map(move |i| Observed {
+            id: format!("old{i}"),
+            launched_at: UNIX_EPOCH,
+            state: InstanceState::Running,
+            load: Some(load),
+        })
+    };
+    let new = |load: Option<f64>| {
+        (0..4).map(move |i| Observed {
+            id: format!("new{i}"),
+            launched_at: t0 + Duration::from_secs(480),
+            state: InstanceState::Running,
+            load,
+        })
+    };
+    for k in 0..20u32 {
+        let mut instances: Vec<Observed> = old(90.0).collect();
+        if k >= 16 {
+            instances.extend(new(None));
+        }
+        p.observe(&Fleet { instances }, &cfg, t0 + cfg.interval * k);
+    }
+    let t = t0 + cfg.interval * 20;
+    let joined = Fleet {
+        instances: old(80.0).chain(new(Some(50.0))).collect(),
+    };
+    assert!((p.assess(&joined, &cfg, t).demand.unwrap() - 7.2).abs() < 1e-9);
+    p.observe(&joined, &cfg, t);
+    let level = p.history().level(t, cfg.settle).unwrap();
+    assert!(
+        (level - 4.5).abs() < 1e-9,
+        "level {level}, not the overstated 7.2"
+    );
+}

@@ -243,6 +243,13 @@ pub fn generalisation_set(shipped: &[f64]) -> Vec<Case> {
         ),
         case("2min-rows", smoothed(shipped, 4), 120.0, 20.0),
         case("5min-rows", smoothed(shipped, 10), 300.0, 20.0),
+        case("hourly", smoothed(shipped, 120), 3600.0, 20.0),
+        case(
+            "first-day-1min",
+            smoothed(&shipped[..shipped.len().min(2880)], 2),
+            60.0,
+            20.0,
+        ),
     ];
     set.push(case("diurnal-web", diurnal_web(days, 30.0, 11), 30.0, 20.0));
     set.push(case(
