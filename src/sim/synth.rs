@@ -220,7 +220,8 @@ fn case(name: &str, values: Vec<f64>, step: f64, peak: f64) -> Case {
     }
 }
 
-/// The set: the shipped trace's transforms (30 s rows) and seven days of each generator.
+/// The set: the shipped trace's transforms (its own 30 s rows, resampled to 1, 2, 5 and 60-minute rows, cut to
+/// its first days) and seven days of each generator.
 pub fn generalisation_set(shipped: &[f64]) -> Vec<Case> {
     let days = 7.0;
     let mut set = vec![
