@@ -21,7 +21,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use super::policy::PolicyConfig;
+use crate::store::{from_millis, millis};
 
 /// How many learned rises are needed before the prior is dropped.
 pub const MIN_LEARNED: usize = 60;
@@ -59,10 +62,92 @@ pub struct History {
     joined: BTreeMap<String, SystemTime>,
 }
 
+/// What [`History`] keeps across restarts, compactly (times in Unix milliseconds), so a restarted tend neither
+/// forgets the load it learned nor falls back to the prior headroom.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Measured boot-to-first-data delays (ms).
+    pub boot_delays: Vec<u64>,
+    /// Observations whose horizon has not passed: (at, demand, level).
+    pub samples: Vec<(i64, f64, f64)>,
+    /// Recent demand, for the level: (at, demand).
+    pub recent: Vec<(i64, f64)>,
+    /// Learned rises: (at, level, rise).
+    pub rises: Vec<(i64, f64, f64)>,
+}
+
 impl History {
     /// An empty memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What to keep across a restart.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            boot_delays: self
+                .boot_delays
+                .iter()
+                .map(|d| d.as_millis() as u64)
+                .collect(),
+            samples: self
+                .samples
+                .iter()
+                .map(|s| (millis(s.at), s.demand, s.level))
+                .collect(),
+            recent: self
+                .recent
+                .iter()
+                .map(|(at, d)| (millis(*at), *d))
+                .collect(),
+            rises: self
+                .rises
+                .iter()
+                .map(|r| (millis(r.at), r.level, r.rise))
+                .collect(),
+        }
+    }
+
+    /// The memory a snapshot kept. Non-finite numbers (a damaged snapshot) are dropped, not learned.
+    pub fn restore(s: &Snapshot) -> History {
+        let ok = |x: &f64| x.is_finite();
+        History {
+            boot_delays: s
+                .boot_delays
+                .iter()
+                .rev()
+                .take(BOOT_DELAYS_KEPT)
+                .rev()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            samples: s
+                .samples
+                .iter()
+                .filter(|(_, d, l)| ok(d) && ok(l))
+                .map(|&(at, demand, level)| Sample {
+                    at: from_millis(at),
+                    demand,
+                    level,
+                })
+                .collect(),
+            recent: s
+                .recent
+                .iter()
+                .filter(|(_, d)| ok(d))
+                .map(|&(at, d)| (from_millis(at), d))
+                .collect(),
+            rises: s
+                .rises
+                .iter()
+                .filter(|(_, l, r)| ok(l) && ok(r))
+                .map(|&(at, level, rise)| Rise {
+                    at: from_millis(at),
+                    level,
+                    rise,
+                })
+                .collect(),
+            ..History::default()
+        }
     }
 
     /// Notes which instances have data now (`(id, launched_at, has_data)`): measures the boot-to-data delay of
@@ -364,6 +449,32 @@ mod tests {
         // It was not learned the slow way yet: its horizon (330 s) has not passed.
         h.record(at(121 * 30), Some(6.0), &c);
         assert_eq!(h.learned(), learned_now + 1);
+    }
+
+    #[test]
+    fn a_snapshot_restores_what_was_learned() {
+        let mut h = History::new();
+        let c = config(300);
+        h.note_instances(at(0), [("a", at(0), false)].into_iter(), &c);
+        h.note_instances(at(150), [("a", at(0), true)].into_iter(), &c);
+        for k in 0..400u64 {
+            let d = 5.0 + (k % 7) as f64;
+            h.record(at(k * 30), Some(d), &c);
+        }
+        let snap = h.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back = History::restore(&serde_json::from_str(&json).unwrap());
+        assert_eq!(back.snapshot(), snap);
+        assert_eq!(back.learned(), h.learned());
+        assert_eq!(back.headroom(8.0, 0.999, 0.0), h.headroom(8.0, 0.999, 0.0));
+        assert_eq!(
+            back.level(at(399 * 30), c.settle),
+            h.level(at(399 * 30), c.settle)
+        );
+        assert_eq!(
+            back.horizon(c.boot_grace, c.interval),
+            Duration::from_secs(180)
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::forecast::History;
+use super::forecast::{History, Snapshot};
 
 /// Lifecycle of an instance as the provider reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +311,13 @@ impl Policy {
     /// A policy with an empty memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A policy that goes on from a memory kept across a restart.
+    pub fn restore(snapshot: &Snapshot) -> Self {
+        Policy {
+            history: History::restore(snapshot),
+        }
     }
 
     /// What it has learned so far.

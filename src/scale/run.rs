@@ -184,6 +184,35 @@ pub struct Orchestrator {
     clock: Clock,
     last_reason: String,
     http: reqwest::Client,
+    memory_saved: Option<tokio::time::Instant>,
+}
+
+/// How often the policy's memory is written to the store (and once more at shutdown).
+pub const MEMORY_EVERY: Duration = Duration::from_secs(300);
+
+/// The `meta` key under which the policy's memory of a fleet is kept.
+pub fn memory_key(prefix: &str) -> String {
+    format!("scale.memory.{prefix}")
+}
+
+/// The policy with the memory the store kept for this fleet; a fresh one when there is none or it is unreadable
+/// (said in the log: learning starts again, under the prior headroom).
+fn load_policy(store: &Store, prefix: &str) -> Policy {
+    let key = memory_key(prefix);
+    match store.meta_get(&key) {
+        Ok(None) => Policy::new(),
+        Ok(Some(json)) => match serde_json::from_str(&json) {
+            Ok(snapshot) => Policy::restore(&snapshot),
+            Err(error) => {
+                tracing::warn!(fleet = %prefix, %error, "The stored scaling memory is unreadable; learning again");
+                Policy::new()
+            }
+        },
+        Err(error) => {
+            tracing::warn!(fleet = %prefix, %error, "Cannot read the scaling memory; learning again");
+            Policy::new()
+        }
+    }
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -241,15 +270,34 @@ impl Orchestrator {
             prefix: prefix.to_string(),
             provider,
             balancer,
+            policy: load_policy(&store, prefix),
             store,
             alerter,
-            policy: Policy::new(),
             status,
             metrics: ScaleMetrics::new(metrics),
             registered: HashSet::new(),
             clock: Clock::new(),
             last_reason: String::new(),
             http: reqwest::Client::new(),
+            memory_saved: None,
+        }
+    }
+
+    /// Writes the policy's memory to the store, so a restart goes on from it. A failure is logged: the loop
+    /// goes on, and only what was learned since the last write is at stake.
+    pub async fn save_memory(&mut self) {
+        self.memory_saved = Some(tokio::time::Instant::now());
+        let snapshot = self.policy.history().snapshot();
+        let (store, key) = (self.store.clone(), memory_key(&self.prefix));
+        let saved = tokio::task::spawn_blocking(move || {
+            let json = serde_json::to_string(&snapshot).map_err(|e| e.to_string())?;
+            store.meta_set(&key, &json).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        if let Err(error) = saved {
+            tracing::warn!(fleet = %self.prefix, %error, "Cannot save the scaling memory");
         }
     }
 
@@ -264,11 +312,11 @@ impl Orchestrator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break,
                 result = self.cycle() => {
                     if let Err(error) = result {
                         tracing::warn!(%error, "Scaling cycle failed; retrying next interval");
@@ -276,6 +324,8 @@ impl Orchestrator {
                 }
             }
         }
+        self.save_memory().await;
+        Ok(())
     }
 
     async fn call<T>(
@@ -376,6 +426,12 @@ impl Orchestrator {
             dry_run: self.config.dry_run,
         };
         self.record(&report).await;
+        if self
+            .memory_saved
+            .is_none_or(|t| t.elapsed() >= MEMORY_EVERY)
+        {
+            self.save_memory().await;
+        }
         Ok(report)
     }
 

@@ -275,3 +275,43 @@ async fn a_prometheus_signal_adds_and_must_allow_removals() {
         "{report:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_policy_memory_survives_a_restart() {
+    let mut r = rig(FakeProvider::with_running("web", 3, Some(50.0)), true);
+    for _ in 0..40 {
+        r.orch.cycle().await.unwrap();
+        tokio::time::advance(Duration::from_secs(30)).await;
+    }
+    let before = r.orch.policy.history().snapshot();
+    assert!(!before.samples.is_empty() || !before.rises.is_empty());
+    // Stopping writes the memory; a new orchestrator on the same store goes on from it.
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let config = r.orch.config.clone();
+    r.orch.run(shutdown).await.unwrap();
+    let again = Orchestrator::new(
+        config.clone(),
+        "web",
+        r.provider.clone(),
+        None,
+        r.store.clone(),
+        r.alerter.clone(),
+        &r.metrics,
+        FleetStatus::default(),
+    );
+    assert_eq!(again.policy.history().snapshot(), before);
+    // Another fleet's memory is its own; a damaged one is replaced, not trusted.
+    r.store.meta_set(&memory_key("db"), "{not json").unwrap();
+    let other = Orchestrator::new(
+        config.clone(),
+        "db",
+        r.provider.clone(),
+        None,
+        r.store.clone(),
+        r.alerter.clone(),
+        &r.metrics,
+        FleetStatus::default(),
+    );
+    assert_eq!(other.policy.history().learned(), 0);
+}
