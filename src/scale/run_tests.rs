@@ -290,28 +290,21 @@ async fn the_policy_memory_survives_a_restart() {
     shutdown.cancel();
     let config = r.orch.config.clone();
     r.orch.run(shutdown).await.unwrap();
-    let again = Orchestrator::new(
-        config.clone(),
-        "web",
-        r.provider.clone(),
-        None,
-        r.store.clone(),
-        r.alerter.clone(),
-        &r.metrics,
-        FleetStatus::default(),
-    );
-    assert_eq!(again.policy.history().snapshot(), before);
+    let open = |prefix: &str| {
+        Orchestrator::new(
+            config.clone(),
+            prefix,
+            r.provider.clone(),
+            None,
+            r.store.clone(),
+            r.alerter.clone(),
+            &r.metrics,
+            FleetStatus::default(),
+        )
+    };
+    assert_eq!(open("web").policy.history().snapshot(), before);
     // Another fleet's memory is its own; a damaged one is replaced, not trusted.
     r.store.meta_set(&memory_key("db"), "{not json").unwrap();
-    let other = Orchestrator::new(
-        config.clone(),
-        "db",
-        r.provider.clone(),
-        None,
-        r.store.clone(),
-        r.alerter.clone(),
-        &r.metrics,
-        FleetStatus::default(),
-    );
+    let other = open("db");
     assert_eq!(other.policy.history().learned(), 0);
 }
