@@ -23,12 +23,7 @@ fn run(path: &std::path::Path) -> Result<(), tend::sim::SimError> {
     let shipped = trace::load_trace(path, None)?;
     let opts = SimOptions {
         step: Duration::from_secs(30),
-        peak: 20.0,
-        boot: Duration::from_secs(120),
-        lag: Duration::from_secs(60),
-        slo: 0.1,
-        policies: Vec::new(),
-        sweep: false,
+        ..SimOptions::default()
     };
     let baselines = synth::swept_baselines(&shipped, &opts)?;
     let names: Vec<String> = baselines

@@ -289,17 +289,16 @@ impl History {
     /// (whichever is larger then).
     pub fn headroom(&self, demand: f64, quantile: f64, prior: f64) -> f64 {
         let prior_rise = prior * demand.max(0.0);
-        let rises: Vec<Rise> = self.rises.iter().copied().chain(self.pending()).collect();
-        if rises.is_empty() {
+        let rises = || self.rises.iter().copied().chain(self.pending());
+        if rises().next().is_none() {
             return prior_rise;
         }
-        let mut similar: Vec<f64> = rises
-            .iter()
+        let mut similar: Vec<f64> = rises()
             .filter(|r| r.level <= demand * SIMILAR_LEVEL && r.level * SIMILAR_LEVEL >= demand)
             .map(|r| r.rise)
             .collect();
         if similar.len() < MIN_SIMILAR {
-            similar = rises.iter().map(|r| r.rise).collect();
+            similar = rises().map(|r| r.rise).collect();
         }
         let learned = tail_quantile(&mut similar, quantile).max(0.0);
         if self.rises.len() < MIN_LEARNED {

@@ -333,19 +333,7 @@ impl Policy {
             .map(|o| (o.id.as_str(), o.launched_at, o.load.is_some()));
         self.history.note_instances(now, instances, config);
         let a = self.assess_basic(fleet, config, now);
-        let mut demand = a.demand.filter(|_| a.missing * 2 <= a.total);
-        // For one window after instances join, the others' (lagged) averages still show the smaller fleet's load:
-        // times today's size, they overstate demand, and every later rise learned from it would be false. The
-        // instances that just joined have averaged only over the present fleet, so they alone give the estimate.
-        let mut fresh: Vec<f64> = fleet
-            .instances
-            .iter()
-            .filter(|o| self.history.just_joined(&o.id))
-            .filter_map(|o| o.load)
-            .collect();
-        if let (Some(d), Some(m), Some(fresh_median)) = (demand, a.median, median(&mut fresh)) {
-            demand = Some(d * fresh_median / m.max(f64::MIN_POSITIVE));
-        }
+        let demand = a.demand.filter(|_| a.missing * 2 <= a.total);
         self.history.record(now, demand, config);
     }
 
@@ -361,13 +349,23 @@ impl Policy {
         let missing = total - with_data - booting;
         let median = median(&mut loads);
         let serving = (with_data + missing) as f64;
+        // For one window after instances join, the others' (lagged) averages still show the smaller fleet's load:
+        // times today's size, they overstate demand (and would teach false rises). The instances that just joined
+        // have averaged over the present fleet only, so they alone give the load per serving instance then.
+        let mut fresh: Vec<f64> = fleet
+            .instances
+            .iter()
+            .filter(|o| self.history.just_joined(&o.id))
+            .filter_map(|o| o.load)
+            .collect();
+        let per_instance = self::median(&mut fresh).or(median);
         Assessment {
             total,
             with_data,
             booting,
             missing,
             median,
-            demand: median.map(|m| m * serving / 100.0),
+            demand: per_instance.map(|m| m * serving / 100.0),
             predicted_after_removal: median
                 .filter(|_| serving >= 2.0)
                 .map(|m| m * serving / (serving - 1.0)),

@@ -369,6 +369,7 @@ fn instances_joining_do_not_overstate_demand() {
     };
     assert!((p.assess(&joined, &cfg, t).demand.unwrap() - 7.2).abs() < 1e-9);
     p.observe(&joined, &cfg, t);
+    assert!((p.assess(&joined, &cfg, t).demand.unwrap() - 4.5).abs() < 1e-9);
     let level = p.history().level(t, cfg.settle).unwrap();
     assert!(
         (level - 4.5).abs() < 1e-9,

@@ -312,10 +312,12 @@ impl Orchestrator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 result = self.cycle() => {
                     if let Err(error) = result {

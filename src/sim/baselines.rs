@@ -21,10 +21,14 @@ pub enum Act {
 
 /// A policy the simulator can run.
 pub trait SimPolicy {
-    /// Seconds between two decisions.
-    fn interval(&self) -> f64;
-    /// Seconds each instance's CPU is averaged over.
-    fn window(&self) -> f64;
+    /// Seconds between two decisions (default: one CloudWatch period, 60 s).
+    fn interval(&self) -> f64 {
+        60.0
+    }
+    /// Seconds each instance's CPU is averaged over (default: one CloudWatch period, 60 s).
+    fn window(&self) -> f64 {
+        60.0
+    }
     /// One decision; `loads[i]` is the observed CPU of `fleet.live()[i]`, `now` seconds since the start.
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], now: f64) -> Act;
 }
@@ -108,12 +112,6 @@ pub struct Seed {
 }
 
 impl SimPolicy for Seed {
-    fn interval(&self) -> f64 {
-        60.0
-    }
-    fn window(&self) -> f64 {
-        60.0
-    }
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], _now: f64) -> Act {
         let n_total = loads.len();
         if let Some(fill) = self.bounds.fill(n_total) {
@@ -148,13 +146,19 @@ pub struct AwsSimple {
     pub cooldown_until: f64,
 }
 
+impl AwsSimple {
+    /// Thresholds and bounds, no cooldown running.
+    pub fn new(high: f64, low: f64, bounds: Bounds) -> Self {
+        AwsSimple {
+            high,
+            low,
+            bounds,
+            cooldown_until: f64::NEG_INFINITY,
+        }
+    }
+}
+
 impl SimPolicy for AwsSimple {
-    fn interval(&self) -> f64 {
-        60.0
-    }
-    fn window(&self) -> f64 {
-        60.0
-    }
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], now: f64) -> Act {
         let n = loads.len();
         if let Some(fill) = self.bounds.fill(n) {
@@ -202,13 +206,19 @@ pub struct AwsTargetTracking {
 /// Instance warm-up of target tracking (s).
 pub const AWS_WARMUP: f64 = 300.0;
 
+impl AwsTargetTracking {
+    /// A target and bounds, no alarm periods counted yet.
+    pub fn new(target: f64, bounds: Bounds) -> Self {
+        AwsTargetTracking {
+            target,
+            bounds,
+            above: 0,
+            below: 0,
+        }
+    }
+}
+
 impl SimPolicy for AwsTargetTracking {
-    fn interval(&self) -> f64 {
-        60.0
-    }
-    fn window(&self) -> f64 {
-        60.0
-    }
     fn decide(&mut self, fleet: &SimFleet, loads: &[Option<f64>], now: f64) -> Act {
         let n = loads.len();
         if let Some(fill) = self.bounds.fill(n) {
@@ -277,6 +287,17 @@ pub struct K8sHpa {
     pub bounds: Bounds,
     /// Past recommendations (time, replicas) within the stabilization window.
     pub recommendations: VecDeque<(f64, i64)>,
+}
+
+impl K8sHpa {
+    /// A target and bounds, no recommendation yet.
+    pub fn new(target: f64, bounds: Bounds) -> Self {
+        K8sHpa {
+            target,
+            bounds,
+            recommendations: VecDeque::new(),
+        }
+    }
 }
 
 impl SimPolicy for K8sHpa {

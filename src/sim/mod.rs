@@ -211,24 +211,17 @@ impl PolicySpec {
             }
             "aws-simple" => {
                 let known = ["high", "low"];
-                Box::new(AwsSimple {
-                    high: self.knob("high", 90.0, &known)?,
-                    low: self.knob("low", 40.0, &known)?,
+                Box::new(AwsSimple::new(
+                    self.knob("high", 90.0, &known)?,
+                    self.knob("low", 40.0, &known)?,
                     bounds,
-                    cooldown_until: f64::NEG_INFINITY,
-                })
+                ))
             }
-            "aws-target-tracking" => Box::new(AwsTargetTracking {
-                target: self.knob("target", 50.0, &["target"])?,
+            "aws-target-tracking" => Box::new(AwsTargetTracking::new(
+                self.knob("target", 50.0, &["target"])?,
                 bounds,
-                above: 0,
-                below: 0,
-            }),
-            _ => Box::new(K8sHpa {
-                target: self.knob("target", 50.0, &["target"])?,
-                bounds,
-                recommendations: Default::default(),
-            }),
+            )),
+            _ => Box::new(K8sHpa::new(self.knob("target", 50.0, &["target"])?, bounds)),
         }))
     }
 
@@ -255,7 +248,7 @@ impl PolicySpec {
 }
 
 /// Everything but the trace.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimOptions {
     /// Seconds between rows.
     pub step: Duration,
@@ -271,6 +264,22 @@ pub struct SimOptions {
     pub policies: Vec<PolicySpec>,
     /// Sweep the baselines' knobs.
     pub sweep: bool,
+}
+
+impl Default for SimOptions {
+    /// The defaults of `tend simulate` (the issue's: 60 s rows, peak 20, boot 2 min, lag 1 min, SLO 0.1 %), every
+    /// policy, no sweep.
+    fn default() -> Self {
+        SimOptions {
+            step: Duration::from_secs(60),
+            peak: 20.0,
+            boot: Duration::from_secs(120),
+            lag: Duration::from_secs(60),
+            slo: 0.1,
+            policies: Vec::new(),
+            sweep: false,
+        }
+    }
 }
 
 impl SimOptions {

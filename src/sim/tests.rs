@@ -82,11 +82,7 @@ fn seed_with_two_at_75_does_not_ping_pong() {
 #[test]
 fn hpa_holds_within_tolerance() {
     let f = ready_fleet(10);
-    let mut hpa = K8sHpa {
-        target: 50.0,
-        bounds: Bounds { min: 1, max: 40 },
-        recommendations: Default::default(),
-    };
+    let mut hpa = K8sHpa::new(50.0, Bounds { min: 1, max: 40 });
     assert_eq!(hpa.decide(&f, &[Some(52.5); 10], 0.0), Act::Hold);
     assert_eq!(hpa.decide(&f, &[Some(47.5); 10], 15.0), Act::Hold);
     assert_eq!(hpa.decide(&f, &[Some(60.0); 10], 30.0), Act::Add(2));
@@ -95,11 +91,7 @@ fn hpa_holds_within_tolerance() {
 #[test]
 fn hpa_does_not_scale_down_within_300s_of_a_higher_recommendation() {
     let f = ready_fleet(8);
-    let mut hpa = K8sHpa {
-        target: 50.0,
-        bounds: Bounds { min: 1, max: 40 },
-        recommendations: Default::default(),
-    };
+    let mut hpa = K8sHpa::new(50.0, Bounds { min: 1, max: 40 });
     assert_eq!(hpa.decide(&f, &[Some(50.0); 8], 0.0), Act::Hold);
     for k in 1..=20 {
         assert_eq!(
@@ -120,12 +112,7 @@ fn target_tracking_never_scales_in_above_target() {
     let bounds = Bounds { min: 1, max: 40 };
     // 3 at 40 % (target 50): removing one would give 60 % > 50: no scale-in even after 15 low periods.
     let f = ready_fleet(3);
-    let mut tt = AwsTargetTracking {
-        target: 50.0,
-        bounds,
-        above: 0,
-        below: 0,
-    };
+    let mut tt = AwsTargetTracking::new(50.0, bounds);
     for k in 0..40 {
         assert_eq!(
             tt.decide(&f, &[Some(40.0); 3], 1000.0 + f64::from(k) * 60.0),
@@ -134,12 +121,7 @@ fn target_tracking_never_scales_in_above_target() {
     }
     // 4 at 30 %: after 15 low periods it removes exactly one (→ 40 %).
     let f = ready_fleet(4);
-    let mut tt = AwsTargetTracking {
-        target: 50.0,
-        bounds,
-        above: 0,
-        below: 0,
-    };
+    let mut tt = AwsTargetTracking::new(50.0, bounds);
     let acts: Vec<Act> = (0..15)
         .map(|k| tt.decide(&f, &[Some(30.0); 4], 1000.0 + f64::from(k) * 60.0))
         .collect();
@@ -151,12 +133,7 @@ fn target_tracking_never_scales_in_above_target() {
     );
     // 3 periods above target scale out proportionally, rounding up.
     let f = ready_fleet(4);
-    let mut tt = AwsTargetTracking {
-        target: 50.0,
-        bounds,
-        above: 0,
-        below: 0,
-    };
+    let mut tt = AwsTargetTracking::new(50.0, bounds);
     let acts: Vec<Act> = (0..3)
         .map(|k| tt.decide(&f, &[Some(80.0); 4], 1000.0 + f64::from(k) * 60.0))
         .collect();
@@ -331,15 +308,11 @@ fn tend_generalises_to_smooth_diurnal_traffic() {
     let values = synth::diurnal_web(2.0, 30.0, 11);
     let opts = SimOptions {
         step: Duration::from_secs(30),
-        peak: 20.0,
-        boot: Duration::from_secs(120),
-        lag: Duration::from_secs(60),
-        slo: 0.1,
         policies: ["tend", "aws-target-tracking:target=62", "k8s-hpa:target=58"]
             .iter()
             .map(|s| PolicySpec::parse(s).expect("spec"))
             .collect(),
-        sweep: false,
+        ..SimOptions::default()
     };
     let r = run_values(&values, "diurnal-web", &opts).expect("runs");
     let tend = r.policy("tend").expect("tend");
@@ -353,4 +326,19 @@ fn tend_generalises_to_smooth_diurnal_traffic() {
             b.server_hours
         );
     }
+}
+
+#[test]
+fn the_cli_defaults_are_the_default_options() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+    let cli = Cli::parse_from(["tend", "--trace", "t.csv"]);
+    assert_eq!(
+        SimOptions::from_args(&cli.args).unwrap(),
+        SimOptions::default()
+    );
 }
