@@ -213,7 +213,12 @@ impl Config {
         }
         for _ in 0..64 {
             let attempt = doc.clone();
-            match Config::deserialize(toml::de::Deserializer::from(attempt)) {
+            let result = match flattened_policy_error(doc.get_ref()) {
+                Some(problem) => Err(problem),
+                None => Config::deserialize(toml::de::Deserializer::from(attempt))
+                    .map_err(|e| (e.span().unwrap_or(0..0), e.message().to_string())),
+            };
+            match result {
                 Ok(config) => {
                     if errors.is_empty() {
                         let problems = config.validate();
@@ -227,19 +232,8 @@ impl Config {
                     }
                     break;
                 }
-                Err(e) => {
-                    let mut span = e.span().unwrap_or(0..0);
-                    // A flattened section (serde buffers it) reports an unknown key at its table: point at the key.
-                    if let Some(name) = e
-                        .message()
-                        .strip_prefix("unknown field `")
-                        .and_then(|r| r.split('`').next())
-                    {
-                        if let Some(key) = find_key_after(doc.get_ref(), name, span.start) {
-                            span = key;
-                        }
-                    }
-                    let message = explain(e.message());
+                Err((span, message)) => {
+                    let message = explain(&message);
                     // A key we removed after reporting it may now be "missing": that is the same problem again.
                     let echo = message.starts_with("missing field")
                         && removed.iter().any(|k| message.contains(&format!("`{k}`")));
@@ -423,36 +417,31 @@ fn remove_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<String> {
     Some(name)
 }
 
-/// The span of the first key called `name` at or after byte `from`, anywhere in the document.
-fn find_key_after(table: &DeTable<'_>, name: &str, from: usize) -> Option<Range<usize>> {
-    let mut best: Option<Range<usize>> = None;
-    let mut consider = |r: Range<usize>| {
-        if r.start >= from && best.as_ref().is_none_or(|b| r.start < b.start) {
-            best = Some(r);
-        }
+/// `[scale]` holds its own keys and the policy's, flattened; serde reports an error inside a flattened table at the
+/// table, without the key or the list of known keys. So the policy's keys are first read on their own, where an
+/// error names and points at its key (and an unknown key gets a did-you-mean).
+fn flattened_policy_error(doc: &DeTable<'_>) -> Option<(Range<usize>, String)> {
+    let scale = doc.get("scale")?;
+    let DeValue::Table(table) = scale.get_ref() else {
+        return None;
     };
+    let own = crate::scale::config::OWN_KEYS;
+    let mut policy = DeTable::new();
     for (key, value) in table.iter() {
-        if key.get_ref() == name {
-            consider(key.span());
-        }
-        let nested: Vec<&DeTable<'_>> = match value.get_ref() {
-            DeValue::Table(t) => vec![t],
-            DeValue::Array(items) => items
-                .iter()
-                .filter_map(|i| match i.get_ref() {
-                    DeValue::Table(t) => Some(t),
-                    _ => None,
-                })
-                .collect(),
-            _ => vec![],
-        };
-        for t in nested {
-            if let Some(r) = find_key_after(t, name, from) {
-                consider(r);
-            }
+        if !own.contains(&key.get_ref().as_ref()) {
+            policy.insert(key.clone(), value.clone());
         }
     }
-    best
+    let de = toml::de::Deserializer::from(toml::Spanned::new(scale.span(), policy));
+    let e = crate::scale::policy::PolicyConfig::deserialize(de).err()?;
+    let mut message = e.message().trim().to_string();
+    if message.starts_with("unknown field") {
+        // The policy's keys are not all of `[scale]`'s.
+        for key in own {
+            message += &format!(", `{key}`");
+        }
+    }
+    Some((e.span().unwrap_or(0..0), message))
 }
 
 /// Finds the span of a dotted key path (`monitor.target[2].timeout`) in the parsed document.
@@ -593,6 +582,22 @@ mod tests {
             e[2].starts_with("t.toml:6:16:") && e[2].contains("`NOPE`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn errors_inside_scale_name_their_keys_and_all_are_reported() {
+        let text = "[cloud]\nprovider = \"local\"\nprefix = \"x\"\n[scale]\nsettle = \"soon\"\ndry_runn = true\nmin = 1\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:5:10: invalid duration \"soon\""),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("t.toml:6:1: unknown field `dry_runn`"),
+            "{e:?}"
+        );
+        assert!(e[1].ends_with("did you mean `dry_run`?"), "{e:?}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct ScaleConfig {
     pub policy: PolicyConfig,
 }
 
+/// The keys of `[scale]` that are not the policy's (the rest are [`PolicyConfig`]'s, flattened).
+pub const OWN_KEYS: &[&str] = &["dry_run", "call_timeout", "balancer", "signal"];
+
 fn default_call_timeout() -> Duration {
     Duration::from_secs(120)
 }
