@@ -33,6 +33,7 @@ pub mod app;
 pub mod balancer;
 pub mod cloud;
 pub mod config;
+pub mod core;
 pub mod deploy;
 pub mod log;
 pub mod metrics;

@@ -20,76 +20,21 @@ use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 
 use crate::alert::{Alert, Alerter};
-use crate::config::Invalid;
+use crate::core::Invalid;
 
-/// The six levels, least to most serious.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Detail for whoever debugs.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Normal but significant: an action was taken (scaled, deployed).
-    Notice,
-    /// Something is off but handled.
-    Warning,
-    /// Someone must act.
-    Error,
-    /// The program cannot go on and exits.
-    Fatal,
-}
+pub use crate::core::Level;
 
-impl Level {
-    /// Lowercase name, as in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Notice => "notice",
-            Level::Warning => "warning",
-            Level::Error => "error",
-            Level::Fatal => "fatal",
-        }
-    }
-
-    /// Uppercase name, as printed and in alert subjects.
-    pub fn as_upper(self) -> &'static str {
-        match self {
-            Level::Debug => "DEBUG",
-            Level::Info => "INFO",
-            Level::Notice => "NOTICE",
-            Level::Warning => "WARNING",
-            Level::Error => "ERROR",
-            Level::Fatal => "FATAL",
-        }
-    }
-
-    /// Parses a name (as in the config; `warn` is accepted too).
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "debug" | "trace" => Level::Debug,
-            "info" => Level::Info,
-            "notice" => Level::Notice,
-            "warning" | "warn" => Level::Warning,
-            "error" => Level::Error,
-            "fatal" => Level::Fatal,
-            _ => return None,
-        })
-    }
-
-    fn of(meta: &Metadata<'_>, marks: &Marks) -> Level {
-        match *meta.level() {
-            tracing::Level::TRACE | tracing::Level::DEBUG => Level::Debug,
-            tracing::Level::INFO if marks.notice => Level::Notice,
-            tracing::Level::INFO => Level::Info,
-            tracing::Level::WARN => Level::Warning,
-            tracing::Level::ERROR if marks.fatal => Level::Fatal,
-            tracing::Level::ERROR => Level::Error,
-        }
+/// The logger's level of a `tracing` event, reading the `notice`/`fatal` marks.
+fn level_of(meta: &Metadata<'_>, marks: &Marks) -> Level {
+    match *meta.level() {
+        tracing::Level::TRACE | tracing::Level::DEBUG => Level::Debug,
+        tracing::Level::INFO if marks.notice => Level::Notice,
+        tracing::Level::INFO => Level::Info,
+        tracing::Level::WARN => Level::Warning,
+        tracing::Level::ERROR if marks.fatal => Level::Fatal,
+        tracing::Level::ERROR => Level::Error,
     }
 }
-
 /// Console line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -445,7 +390,7 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for AlertLayer {
             event.record(&mut visitor);
             let marks = visitor.marks;
             let meta = event.metadata();
-            let level = Level::of(meta, &marks);
+            let level = level_of(meta, &marks);
             let format = self.console.map_or(LogFormat::Text, |c| c.format);
             Self::format_line(line, format, level, meta, message, fields);
             if let Some(console) = self.console {
@@ -522,7 +467,7 @@ fn build_alert(
         let _ = writeln!(body, "\nFields:{fields}");
     }
     let _ = writeln!(body, "\nAt {file}:{line} ({})", meta.target());
-    let _ = writeln!(body, "Host: {}", host());
+    let _ = writeln!(body, "Host: {}", crate::core::host::name());
     if !context.is_empty() {
         let _ = writeln!(body, "\nThe {} log lines before it:", context.len());
         for l in context {
@@ -544,40 +489,9 @@ fn build_alert(
     }
 }
 
-/// This machine's name, read once (an alert must not cost a file read on the caller's thread).
-pub fn host() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels_order_and_parse() {
-        assert!(
-            Level::Debug < Level::Info
-                && Level::Notice < Level::Warning
-                && Level::Error < Level::Fatal
-        );
-        for l in [
-            Level::Debug,
-            Level::Info,
-            Level::Notice,
-            Level::Warning,
-            Level::Error,
-            Level::Fatal,
-        ] {
-            assert_eq!(Level::parse(l.as_str()), Some(l));
-        }
-        assert_eq!(Level::parse("warn"), Some(Level::Warning));
-        assert_eq!(Level::parse("loud"), None);
-    }
 
     #[test]
     fn ring_keeps_the_last_lines() {

@@ -6,26 +6,26 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, Secret, human_duration};
+use crate::core::{Invalid, Secret};
 
 /// `[alert]`: how alerts are grouped and who receives them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
     /// Alerts with the same key inside this window become one message plus a count ("and 37 more like this").
-    #[serde(default = "default_dedup_window", with = "human_duration")]
+    #[serde(default = "default_dedup_window", with = "crate::core::duration")]
     pub dedup_window: Duration,
     /// How long a new alert waits for duplicates before it is sent (Alertmanager's group_wait).
-    #[serde(default = "default_group_wait", with = "human_duration")]
+    #[serde(default = "default_group_wait", with = "crate::core::duration")]
     pub group_wait: Duration,
     /// More distinct alerts than this within a minute collapse into one digest message.
     #[serde(default = "default_storm_limit")]
     pub storm_limit: usize,
     /// First retry delay after a failed delivery; doubles per attempt.
-    #[serde(default = "default_retry_initial", with = "human_duration")]
+    #[serde(default = "default_retry_initial", with = "crate::core::duration")]
     pub retry_initial: Duration,
     /// Longest delay between two delivery attempts.
-    #[serde(default = "default_retry_max", with = "human_duration")]
+    #[serde(default = "default_retry_max", with = "crate::core::duration")]
     pub retry_max: Duration,
     /// Where alerts go; every notifier gets every message.
     #[serde(default)]
@@ -109,7 +109,7 @@ pub struct SmtpConfig {
     /// Extra CA certificate (PEM) to trust, for a private CA.
     pub ca_file: Option<PathBuf>,
     /// Bound on one delivery (connect, TLS, login, send).
-    #[serde(default = "default_timeout", with = "human_duration")]
+    #[serde(default = "default_timeout", with = "crate::core::duration")]
     pub timeout: Duration,
 }
 
@@ -145,7 +145,7 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
     /// Bound on one POST.
-    #[serde(default = "default_webhook_timeout", with = "human_duration")]
+    #[serde(default = "default_webhook_timeout", with = "crate::core::duration")]
     pub timeout: Duration,
 }
 

@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::log::Level;
+use crate::core::Level;
+use crate::core::time::millis;
 use crate::metrics::{Counter, Metrics};
-use crate::store::{Store, StoreError, millis};
+use crate::store::{Store, StoreError};
 
 pub mod config;
 pub mod file;

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::plan::{Pending, Planned};
 use super::{Alert, Message};
-use crate::log::Level;
-use crate::store::from_millis;
+use crate::core::Level;
+use crate::core::time::from_millis;
 
 /// Records occurrences: the same key inside the window bumps the row's count, otherwise a new row.
 pub fn record(

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::log::Level;
+use crate::core::Level;
 
 /// An alert row as the planner sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +175,7 @@ fn digest(rows: &[&Pending]) -> Planned {
 }
 
 fn stamp(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(crate::store::from_millis(ms)).to_string()
+    crate::core::time::rfc3339(crate::core::time::from_millis(ms))
 }
 
 /// Delay before retry number `attempts` (1 = first retry): doubling from `initial`, capped at `max`.

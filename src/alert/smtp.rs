@@ -108,7 +108,7 @@ pub fn build_email(
         .message_id(Some(format!(
             "<tend.{}.{}@{}>",
             message.id,
-            crate::store::millis(message.created_at),
+            crate::core::time::millis(message.created_at),
             host_name()
         )))
         .header(ContentType::TEXT_PLAIN);
@@ -120,14 +120,11 @@ pub fn build_email(
         .map_err(|e| format!("cannot build the mail: {e}"))
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        })
-        .unwrap_or_else(|| "tend.localhost".into())
+/// The host name as a Message-ID domain: this machine's name when it is a valid one.
+fn host_name() -> &'static str {
+    let h = crate::core::host::name();
+    let valid = !h.is_empty()
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if valid { h } else { "tend.localhost" }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Message;
 use super::config::{WebhookConfig, WebhookFormat};
-use crate::config::Secret;
+use crate::core::Secret;
 
 /// POSTs messages to one URL.
 pub struct WebhookNotifier {

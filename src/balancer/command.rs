@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::Balancer;
 use crate::cloud::local::substitute;
 use crate::cloud::{CloudError, CloudFuture, Instance};
-use crate::config::{Invalid, human_duration};
+use crate::core::Invalid;
 
 /// `kind = "command"`: e.g. HAProxy's runtime API through `socat`, or an nginx upstream file plus a reload.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,7 +22,7 @@ pub struct CommandConfig {
     #[serde(default = "default_port")]
     pub port: u16,
     /// Each command is killed after this long (an error).
-    #[serde(default = "default_timeout", with = "human_duration")]
+    #[serde(default = "default_timeout", with = "crate::core::duration")]
     pub timeout: Duration,
 }
 

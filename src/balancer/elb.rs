@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::Balancer;
 use crate::cloud::aws::{AwsConfig, Classified, sdk_config};
 use crate::cloud::{CloudError, CloudFuture, Instance, Retry};
-use crate::config::Invalid;
+use crate::core::Invalid;
 
 /// `kind = "elb"`: an ELBv2 target group of type `instance`.
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::cloud::{CloudError, CloudFuture, Instance, Retry};
-use crate::config::Invalid;
+use crate::core::Invalid;
 
 pub mod command;
 pub mod elb;

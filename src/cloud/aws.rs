@@ -18,7 +18,7 @@ use aws_sdk_ec2::types::{
 use serde::Deserialize;
 
 use super::{CloudError, CloudFuture, Instance, Provider, Retry, State};
-use crate::config::{Invalid, human_duration};
+use crate::core::Invalid;
 
 /// `[cloud.aws]`: the region, how to launch an instance, and which metric is its load.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,7 +72,7 @@ pub struct MetricConfig {
     #[serde(default = "default_statistic")]
     pub statistic: String,
     /// Granularity of the data points read [default: 60s; the window is rounded up to it].
-    #[serde(default = "default_period", with = "human_duration")]
+    #[serde(default = "default_period", with = "crate::core::duration")]
     pub period: Duration,
 }
 

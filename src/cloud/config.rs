@@ -6,7 +6,7 @@ use super::Retry;
 use super::aws::AwsConfig;
 use super::local::LocalConfig;
 use super::sim::SimConfig;
-use crate::config::Invalid;
+use crate::core::Invalid;
 
 /// Which provider runs the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::{CloudError, CloudFuture, Instance, Provider, State};
-use crate::config::{Invalid, human_duration};
-use crate::store::{Store, from_millis, millis};
+use crate::core::Invalid;
+use crate::core::time::{from_millis, millis};
+use crate::store::Store;
 
 /// `[cloud.local]`: worker processes on this machine.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,7 +30,7 @@ pub struct LocalConfig {
     #[serde(default = "default_base_port")]
     pub base_port: u16,
     /// After SIGTERM, wait this long before SIGKILL.
-    #[serde(default = "default_grace", with = "human_duration")]
+    #[serde(default = "default_grace", with = "crate::core::duration")]
     pub grace: Duration,
     /// Working directory of the processes [default: tend's].
     pub workdir: Option<PathBuf>,

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, human_duration};
+use crate::core::Invalid;
 
 pub mod aws;
 pub mod config;
@@ -168,13 +168,13 @@ pub struct Retry {
     #[serde(default = "default_attempts")]
     pub attempts: u32,
     /// First delay between attempts; doubles each time, with jitter.
-    #[serde(default = "default_backoff", with = "human_duration")]
+    #[serde(default = "default_backoff", with = "crate::core::duration")]
     pub backoff: Duration,
     /// Longest delay between attempts.
-    #[serde(default = "default_backoff_max", with = "human_duration")]
+    #[serde(default = "default_backoff_max", with = "crate::core::duration")]
     pub backoff_max: Duration,
     /// Each attempt is abandoned (a transient error) after this long.
-    #[serde(default = "default_timeout", with = "human_duration")]
+    #[serde(default = "default_timeout", with = "crate::core::duration")]
     pub timeout: Duration,
 }
 

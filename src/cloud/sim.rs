@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::{CloudError, CloudFuture, Instance, Provider, State};
-use crate::config::{Invalid, human_duration};
+use crate::core::Invalid;
 use crate::sim::fleet::SimFleet;
 
 /// `[cloud.sim]`: a simulated fleet.
@@ -21,7 +21,7 @@ use crate::sim::fleet::SimFleet;
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// How long a new instance takes before it serves [default: 2m].
-    #[serde(default = "default_boot", with = "human_duration")]
+    #[serde(default = "default_boot", with = "crate::core::duration")]
     pub boot: Duration,
     /// Demand steps: from `at` (time since start) on, the work is `servers` servers' worth.
     #[serde(default)]
@@ -31,7 +31,7 @@ pub struct SimConfig {
     /// The trace's column [default: the first].
     pub column: Option<String>,
     /// Time between two rows of the trace [default: 60s].
-    #[serde(default = "default_step", with = "human_duration")]
+    #[serde(default = "default_step", with = "crate::core::duration")]
     pub step: Duration,
 }
 
@@ -40,7 +40,7 @@ pub struct SimConfig {
 #[serde(deny_unknown_fields)]
 pub struct DemandStep {
     /// From this time since start.
-    #[serde(with = "human_duration")]
+    #[serde(with = "crate::core::duration")]
     pub at: Duration,
     /// Servers' worth of work (1.0 = one server at 100 %).
     pub servers: f64,

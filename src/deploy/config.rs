@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use super::plan::Target;
-use super::template::{self, Template};
-use crate::config::Secret;
+use crate::core::Secret;
+use crate::core::template::{self, Template};
 
 /// Placeholders allowed in `steps` and `rollback_steps` (values are shell-quoted when substituted).
 pub const STEP_PLACEHOLDERS: &[&str] = &["host", "name", "commit", "branch"];
@@ -60,19 +60,13 @@ pub struct DeployConfig {
     #[serde(default)]
     pub host_key_checking: HostKeyChecking,
     /// Time allowed to open the SSH connection to one host.
-    #[serde(
-        default = "default_connect_timeout",
-        with = "crate::config::human_duration"
-    )]
+    #[serde(default = "default_connect_timeout", with = "crate::core::duration")]
     pub connect_timeout: Duration,
     /// Shell commands run in order on each host; `{host}`, `{name}`, `{commit}`, `{branch}` are
     /// substituted shell-quoted (write them bare, not inside quotes).
     pub steps: Vec<String>,
     /// Time one step may run before it is stopped and the host fails.
-    #[serde(
-        default = "default_step_timeout",
-        with = "crate::config::human_duration"
-    )]
+    #[serde(default = "default_step_timeout", with = "crate::core::duration")]
     pub step_timeout: Duration,
     /// Hosts deployed at once: a count (`2`) or a share of the hosts (`"25%"`, rounded up).
     #[serde(default)]
@@ -81,19 +75,13 @@ pub struct DeployConfig {
     #[serde(default)]
     pub health_url: Option<String>,
     /// Time one health request may take.
-    #[serde(
-        default = "default_health_timeout",
-        with = "crate::config::human_duration"
-    )]
+    #[serde(default = "default_health_timeout", with = "crate::core::duration")]
     pub health_timeout: Duration,
     /// Extra health attempts after the first fails (so `3` = up to 4 requests).
     #[serde(default = "default_health_retries")]
     pub health_retries: u32,
     /// Pause between two health attempts.
-    #[serde(
-        default = "default_health_interval",
-        with = "crate::config::human_duration"
-    )]
+    #[serde(default = "default_health_interval", with = "crate::core::duration")]
     pub health_interval: Duration,
     /// Failed hosts tolerated before the rollout stops (default 0: the first failure stops it).
     #[serde(default)]

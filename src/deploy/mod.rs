@@ -12,7 +12,6 @@ pub mod plan;
 pub mod rollout;
 pub mod service;
 pub mod ssh;
-pub mod template;
 pub mod webhook;
 
 pub use config::{DeployConfig, WebhookConfig};

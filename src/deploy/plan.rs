@@ -7,7 +7,7 @@
 use std::fmt;
 
 use super::config::{DeployConfig, HEALTH_PLACEHOLDERS, Hosts, STEP_PLACEHOLDERS};
-use super::template::{self, Template, TemplateError};
+use crate::core::template::{self, Template, TemplateError};
 
 /// One host to deploy to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,8 +26,9 @@ use super::{
     DeployConfig, DeployContext, Plan, RolloutSummary, Target, WebhookOutcome, WebhookRequest,
 };
 use crate::app::Context;
-use crate::log::Level;
-use crate::store::{Store, millis};
+use crate::core::Level;
+use crate::core::time::millis;
+use crate::store::Store;
 use crate::web::Section;
 use crate::web::page::escape;
 
@@ -169,7 +170,7 @@ pub async fn begin(store: &Store, plan: &Plan, trigger: &str) -> Result<i64, Dep
     outcome.map_err(|(id, holder, since)| DeployServiceError::Locked {
         id,
         holder,
-        since: crate::monitor::service::rfc3339(crate::store::from_millis(since)),
+        since: crate::core::time::rfc3339(crate::core::time::from_millis(since)),
     })
 }
 
@@ -492,9 +493,9 @@ async fn one(State(s): State<HookState>, Path(id): Path<i64>) -> impl IntoRespon
                 |r| {
                     Ok(serde_json::json!({
                         "id": r.get::<_, i64>(0)?,
-                        "started_at": crate::monitor::service::rfc3339(crate::store::from_millis(r.get(1)?)),
+                        "started_at": crate::core::time::rfc3339(crate::core::time::from_millis(r.get(1)?)),
                         "finished_at": r.get::<_, Option<i64>>(2)?
-                            .map(|t| crate::monitor::service::rfc3339(crate::store::from_millis(t))),
+                            .map(|t| crate::core::time::rfc3339(crate::core::time::from_millis(t))),
                         "trigger": r.get::<_, String>(3)?,
                         "commit": r.get::<_, Option<String>>(4)?,
                         "branch": r.get::<_, Option<String>>(5)?,
@@ -561,7 +562,7 @@ impl Section for DeploySection {
                         html,
                         "<tr><td><a href=\"/api/deploys/{id}\">{id}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td>\
                          <td>{}</td><td class=\"{class}\">{}</td></tr>",
-                        crate::monitor::service::rfc3339(crate::store::from_millis(at)),
+                        crate::core::time::rfc3339(crate::core::time::from_millis(at)),
                         escape(&trigger),
                         escape(
                             &commit

@@ -224,7 +224,7 @@ async fn pump(stream: Option<impl AsyncRead + Unpin>, tx: mpsc::UnboundedSender<
 /// without `timeout` run the command as it is.
 pub fn bounded_remotely(command: &str, timeout: Duration) -> String {
     let secs = timeout.as_secs() + 2;
-    let quoted = super::template::shell_quote(command);
+    let quoted = crate::core::template::shell_quote(command);
     format!(
         "if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {secs} sh -c {quoted}; else exec sh -c {quoted}; fi"
     )

@@ -258,7 +258,7 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::core::Secret;
     use std::collections::HashSet;
 
     const SECRET: &str = "s3cret-s3cret-s3cret";

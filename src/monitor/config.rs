@@ -41,10 +41,10 @@ pub const DEFAULT_HOURLY_RETENTION: Duration = Duration::from_secs(90 * 24 * 360
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     /// How often each target is checked ("60s"); a target may override it.
-    #[serde(with = "crate::config::human_duration", default = "default_interval")]
+    #[serde(with = "crate::core::duration", default = "default_interval")]
     pub interval: Duration,
     /// Bound on one whole check: DNS, connect, TLS, headers and body ("10s"). Must be below the interval.
-    #[serde(with = "crate::config::human_duration", default = "default_timeout")]
+    #[serde(with = "crate::core::duration", default = "default_timeout")]
     pub timeout: Duration,
     /// Failed checks in a row before a target is down and the team is told (2).
     #[serde(default = "default_failure_threshold")]
@@ -83,10 +83,7 @@ pub struct StormConfig {
     #[serde(default = "default_storm_min_failing")]
     pub min_failing: usize,
     /// Alerts are gathered this long before storm control decides how to send them ("10s").
-    #[serde(
-        with = "crate::config::human_duration",
-        default = "default_storm_window"
-    )]
+    #[serde(with = "crate::core::duration", default = "default_storm_window")]
     pub window: Duration,
     /// Reliable `host:port` addresses for a connectivity probe (e.g. "1.1.1.1:443"): when none can be
     /// reached, new down alerts are grouped as "is this machine offline?". Empty = no probe.
@@ -99,16 +96,10 @@ pub struct StormConfig {
 #[serde(deny_unknown_fields)]
 pub struct HistoryConfig {
     /// Raw results (one row per check) are kept this long ("7d").
-    #[serde(
-        with = "crate::config::human_duration",
-        default = "default_raw_retention"
-    )]
+    #[serde(with = "crate::core::duration", default = "default_raw_retention")]
     pub raw_retention: Duration,
     /// Hourly aggregates (checks, failures, response times) are kept this long ("90d").
-    #[serde(
-        with = "crate::config::human_duration",
-        default = "default_hourly_retention"
-    )]
+    #[serde(with = "crate::core::duration", default = "default_hourly_retention")]
     pub hourly_retention: Duration,
 }
 
@@ -132,7 +123,7 @@ pub struct TargetConfig {
     pub method: String,
     /// Extra HTTP request headers.
     #[serde(default)]
-    pub headers: BTreeMap<String, crate::config::Secret>,
+    pub headers: BTreeMap<String, crate::core::Secret>,
     /// Accepted HTTP statuses; empty = any 2xx.
     #[serde(default)]
     pub expect_status: Vec<u16>,
@@ -513,16 +504,16 @@ fn default_hourly_retention() -> Duration {
     DEFAULT_HOURLY_RETENTION
 }
 
-/// `Option<Duration>` in the human form, on top of [`crate::config::human_duration`].
+/// `Option<Duration>` in the human form, on top of [`crate::core::duration`].
 mod opt_duration {
     use serde::{Deserializer, Serializer};
     use std::time::Duration;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        crate::config::human_duration::deserialize(d).map(Some)
+        crate::core::duration::deserialize(d).map(Some)
     }
     pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => crate::config::human_duration::serialize(v, s),
+            Some(v) => crate::core::duration::serialize(v, s),
             None => s.serialize_none(),
         }
     }

@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alerter;
-use crate::log::Level;
+use crate::core::Level;
+use crate::core::time::millis;
 use crate::metrics::{Counter, Metrics};
 use crate::monitor::check::{Checker, Outcome};
 use crate::monitor::config::MonitorConfig;
@@ -25,7 +26,7 @@ use crate::monitor::scheduler::{Message, Report, Scheduler};
 use crate::monitor::storm::{Alert as StormAlert, GroupKind};
 use crate::monitor::tracker::{Event, State, TrackerState};
 use crate::runtime::PartError;
-use crate::store::{Store, millis};
+use crate::store::Store;
 
 /// Response times kept per target for the sparkline.
 const SPARK: usize = 30;

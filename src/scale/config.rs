@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::policy::PolicyConfig;
 use crate::balancer::BalancerConfig;
-use crate::config::{Invalid, human_duration};
+use crate::core::Invalid;
 
 /// `[scale]`: when to add and remove instances, and where new ones are registered.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,7 +17,7 @@ pub struct ScaleConfig {
     #[serde(default)]
     pub dry_run: bool,
     /// Longest time one provider or balancer call may take, its retries included.
-    #[serde(default = "default_call_timeout", with = "human_duration")]
+    #[serde(default = "default_call_timeout", with = "crate::core::duration")]
     pub call_timeout: Duration,
     /// `[scale.balancer]`: where running instances are registered (none: no balancer).
     pub balancer: Option<BalancerConfig>,

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::policy::PolicyConfig;
-use crate::store::{from_millis, millis};
+use crate::core::time::{from_millis, millis};
 
 /// How many learned rises are needed before the prior is dropped.
 pub const MIN_LEARNED: usize = 60;

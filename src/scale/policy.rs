@@ -113,13 +113,13 @@ pub struct PolicyConfig {
     /// At most this many instances added in one decision.
     pub max_step: u32,
     /// How often the policy runs.
-    #[serde(with = "crate::config::human_duration")]
+    #[serde(with = "crate::core::duration")]
     pub interval: Duration,
     /// Each instance's load is averaged over this window.
-    #[serde(with = "crate::config::human_duration")]
+    #[serde(with = "crate::core::duration")]
     pub window: Duration,
     /// An instance without data younger than this is booting (capacity on the way); older, its data is missing.
-    #[serde(with = "crate::config::human_duration")]
+    #[serde(with = "crate::core::duration")]
     pub boot_grace: Duration,
     /// Keep headroom for the demand rises learned from the load's history (off: the plain seed rules).
     pub predictive: bool,
@@ -132,10 +132,10 @@ pub struct PolicyConfig {
     /// On saturation, grow the serving fleet by this factor in one step.
     pub surge: f64,
     /// How long learned rises are remembered.
-    #[serde(with = "crate::config::human_duration")]
+    #[serde(with = "crate::core::duration")]
     pub memory: Duration,
     /// The forecast starts from the highest demand seen within this span (spikes come in clusters).
-    #[serde(with = "crate::config::human_duration")]
+    #[serde(with = "crate::core::duration")]
     pub settle: Duration,
 }
 

@@ -20,9 +20,10 @@ use super::policy::{Assessment, Decision, Fleet, InstanceState, Observed, Policy
 use crate::alert::{Alert, Alerter};
 use crate::balancer::Balancer;
 use crate::cloud::{CloudError, Instance, Provider};
-use crate::log::Level;
+use crate::core::Level;
+use crate::core::time::millis;
 use crate::metrics::{Counter, Gauge, Metrics};
-use crate::store::{Store, StoreError, millis};
+use crate::store::{Store, StoreError};
 
 /// Why a cycle failed.
 #[derive(Debug, thiserror::Error)]

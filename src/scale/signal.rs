@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, human_duration};
+use crate::core::Invalid;
 use crate::scale::policy::Decision;
 
 /// `[[scale.signal]]`: one extra signal.
@@ -30,7 +30,7 @@ pub struct SignalConfig {
     /// Allow removing one only when value·n/(n−1) stays below this.
     pub low: f64,
     /// Bound on one query.
-    #[serde(default = "default_timeout", with = "human_duration")]
+    #[serde(default = "default_timeout", with = "crate::core::duration")]
     pub timeout: Duration,
 }
 

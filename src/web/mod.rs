@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Invalid;
+use crate::core::Invalid;
 use crate::metrics::Metrics;
 
 pub mod page;

@@ -1,4 +1,4 @@
-//! `{placeholder}` templates for steps and health URLs, with safe shell quoting.
+//! `{placeholder}` templates for shell commands (deploy steps, the local provider, the command balancer) and URLs, with safe shell quoting.
 //!
 //! A value substituted into a shell command is quoted by tend (single quotes, `'` written as `'\''`),
 //! so a branch name like `x;rm -rf /` stays one word. That only holds when the placeholder is *not*

@@ -1,5 +1,6 @@
-//! The store: one SQLite file (WAL) holding the alert outbox, monitor state and history, scaling decisions and
-//! deploys, so that a restart forgets nothing.
+//! The store: the handle to one SQLite file (WAL) holding the alert outbox, monitor state and history, scaling
+//! decisions and deploys, so that a restart forgets nothing. Each component keeps its own queries in its own
+//! `store.rs`; this module opens, checks and migrates the file and runs queries off the async executor.
 //!
 //! Migrations are numbered SQL scripts applied in order at open, tracked with `PRAGMA user_version`. The
 //! connection sits behind a mutex: SQLite serialises writers anyway, and every query here is short. Async
@@ -11,7 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 use serde::Deserialize;
 
-use crate::config::Invalid;
+use crate::core::Invalid;
+
+mod migrations;
+use migrations::MIGRATIONS;
 
 /// `[store]`: where tend keeps its state.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,109 +96,6 @@ pub enum StoreError {
     #[error("store task failed: {0}")]
     Task(String),
 }
-
-/// The numbered migrations; index + 1 is the version each brings the schema to. Append only.
-const MIGRATIONS: &[&str] = &[
-    // 1: key/value metadata and the alert outbox (alert/outbox.rs).
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     CREATE TABLE alerts (
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        body TEXT NOT NULL,
-        first_at INTEGER NOT NULL,
-        last_at INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        count_sent INTEGER NOT NULL DEFAULT 0
-     );
-     CREATE INDEX alerts_key ON alerts (key, first_at);
-     CREATE INDEX alerts_unsent ON alerts (count_sent, count);
-     CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        created_at INTEGER NOT NULL,
-        severity TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        body TEXT NOT NULL,
-        keys TEXT NOT NULL
-     );
-     CREATE TABLE deliveries (
-        message_id INTEGER NOT NULL REFERENCES messages(id),
-        notifier TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_at INTEGER NOT NULL,
-        delivered_at INTEGER,
-        last_error TEXT,
-        PRIMARY KEY (message_id, notifier)
-     );
-     CREATE INDEX deliveries_due ON deliveries (delivered_at, next_at);",
-    // 2: the local provider's processes (cloud/local.rs) and every scaling decision (scale/run.rs).
-    "CREATE TABLE local_instances (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        token TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        start INTEGER NOT NULL,
-        port INTEGER NOT NULL,
-        launched_at INTEGER NOT NULL
-     );
-     CREATE TABLE scale_decisions (
-        id INTEGER PRIMARY KEY,
-        at INTEGER NOT NULL,
-        action TEXT NOT NULL,
-        count INTEGER NOT NULL DEFAULT 0,
-        instance TEXT,
-        reason TEXT NOT NULL,
-        dry_run INTEGER NOT NULL,
-        instances INTEGER NOT NULL,
-        median REAL,
-        predicted REAL,
-        fleet TEXT NOT NULL,
-        outcome TEXT NOT NULL
-     );
-     CREATE INDEX scale_decisions_at ON scale_decisions (at);",
-    // 3: monitor state (tracker JSON per target), raw check results and hourly aggregates (monitor/service.rs).
-    "CREATE TABLE monitor_state (target TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at INTEGER NOT NULL);
-     CREATE TABLE monitor_results (
-        target TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        up INTEGER NOT NULL,
-        response_ms INTEGER NOT NULL,
-        status INTEGER,
-        reason TEXT NOT NULL
-     );
-     CREATE INDEX monitor_results_target_at ON monitor_results (target, at);
-     CREATE INDEX monitor_results_at ON monitor_results (at);
-     CREATE TABLE monitor_hourly (
-        target TEXT NOT NULL,
-        hour INTEGER NOT NULL,
-        checks INTEGER NOT NULL,
-        ups INTEGER NOT NULL,
-        response_ms_sum INTEGER NOT NULL,
-        response_ms_max INTEGER NOT NULL,
-        PRIMARY KEY (target, hour)
-     );",
-    // 4: deploys, the deploy lock (one row at most) and the webhook deliveries seen (deploy/service.rs).
-    "CREATE TABLE deploys (
-        id INTEGER PRIMARY KEY,
-        started_at INTEGER NOT NULL,
-        finished_at INTEGER,
-        trigger TEXT NOT NULL,
-        commit_sha TEXT,
-        branch TEXT,
-        hosts TEXT NOT NULL,
-        state TEXT NOT NULL,
-        summary TEXT,
-        log TEXT
-     );
-     CREATE TABLE deploy_lock (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        deploy_id INTEGER NOT NULL,
-        holder TEXT NOT NULL,
-        since INTEGER NOT NULL
-     );
-     CREATE TABLE webhook_deliveries (delivery TEXT PRIMARY KEY, at INTEGER NOT NULL);",
-];
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -332,18 +233,6 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
-}
-
-/// Milliseconds since the Unix epoch, the store's time unit.
-pub fn millis(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The inverse of [`millis`].
-pub fn from_millis(ms: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
 #[cfg(test)]
