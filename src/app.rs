@@ -1,47 +1,73 @@
-//! `tend run`: assembles the parts the config enables and runs them until a signal.
+//! `tend run`: opens the shared handles (store, metrics, alerter), builds each part from its own config section
+//! and the handles it needs, and runs them as supervised tasks until the shutdown token is cancelled.
+//!
+//! No part sees the whole config: the monitor gets `[monitor]`, the orchestrator `[scale]` and `[cloud]`, the
+//! deployer `[deploy]` (and `[cloud]` for `hosts = "fleet"`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::Alerter;
+use crate::alert::{AlertError, Alerter};
+use crate::cloud::CloudError;
 use crate::config::Config;
+use crate::deploy::Deployer;
 use crate::metrics::Metrics;
 use crate::monitor::service::MonitorService;
 use crate::monitor::web::MonitorSection;
 use crate::runtime::supervise;
-use crate::store::Store;
-use crate::web::Web;
+use crate::scale::{FleetStatus, Orchestrator, ScaleError};
+use crate::store::{Store, StoreError};
+use crate::web::{Web, WebError};
 use std::sync::Arc;
-
-/// Where the running config came from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A file.
-    File(PathBuf),
-    /// The embedded demo.
-    Demo,
-}
 
 /// The embedded demo config (`src/demo.toml`).
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
-/// The shared handles every part gets.
+/// How long in-flight work gets after a stop signal.
+pub const GRACE: Duration = Duration::from_secs(8);
+
+/// Why tend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The alerter could not start (a notifier's settings).
+    #[error(transparent)]
+    Alert(#[from] AlertError),
+    /// The web server could not start.
+    #[error(transparent)]
+    Web(#[from] WebError),
+    /// A cloud or balancer client could not be built.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
+
+/// What every part may be handed: the store, the metrics registry and the alerter. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Context {
-    /// The config.
-    pub config: std::sync::Arc<Config>,
-    /// The store.
+pub struct Handles {
+    /// The SQLite store.
     pub store: Store,
-    /// Prometheus registry.
+    /// The Prometheus registry.
     pub metrics: Metrics,
-    /// Alert sink.
+    /// The alert sink.
     pub alerter: Alerter,
 }
 
-/// How long in-flight work gets after a stop signal.
-pub const GRACE: Duration = Duration::from_secs(8);
+impl Handles {
+    /// Opens the store `[store]` names and starts the alerter `[alert]` describes.
+    pub fn open(config: &Config) -> Result<Handles, AppError> {
+        let store = Store::open(&config.store.path)?;
+        let metrics = Metrics::new();
+        let alerter = Alerter::start(&config.alert, store.clone(), &metrics)?;
+        Ok(Handles {
+            store,
+            metrics,
+            alerter,
+        })
+    }
+}
 
 /// Which parts a command runs (each also needs its config section).
 #[derive(Debug, Clone, Copy)]
@@ -61,19 +87,20 @@ impl Parts {
 }
 
 /// Runs the enabled parts until `shutdown`, then stops them within [`GRACE`].
-pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let config = ctx.config.clone();
+pub async fn run(
+    config: &Config,
+    handles: &Handles,
+    parts: Parts,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let mut tasks = tokio::task::JoinSet::new();
-    let fleet_status = crate::scale::FleetStatus::default();
-    let scaling = parts.scale && config.scale.is_some() && config.cloud.is_some();
-    let mut web = Web::new(config.web.clone(), ctx.metrics.clone());
+    let mut web = Web::new(config.web.clone(), handles.metrics.clone());
     if let (true, Some(monitor)) = (parts.monitor, &config.monitor) {
         let service = MonitorService::new(
             monitor.clone(),
-            ctx.store.clone(),
-            ctx.metrics.clone(),
-            ctx.alerter.clone(),
+            handles.store.clone(),
+            handles.metrics.clone(),
+            handles.alerter.clone(),
         );
         web = web
             .section(Arc::new(MonitorSection(service.view())))
@@ -84,22 +111,41 @@ pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> any
             service.clone().run(token.clone())
         }));
     }
-    if scaling {
-        web = web.section(Arc::new(fleet_status.clone()));
+    if let (true, Some(scale), Some(cloud)) = (parts.scale, &config.scale, &config.cloud) {
+        let status = FleetStatus::default();
+        web = web.section(Arc::new(status.clone()));
+        let (scale, cloud, h) = (scale.clone(), cloud.clone(), handles.clone());
+        let token = shutdown.clone();
+        tasks.spawn(supervise("scale", shutdown.clone(), move || {
+            let (scale, cloud, h) = (scale.clone(), cloud.clone(), h.clone());
+            let (token, status) = (token.clone(), status.clone());
+            async move {
+                // Built inside the task: a provider that cannot be reached yet is retried with backoff.
+                Orchestrator::build(&scale, &cloud, &h.store, &h.alerter, &h.metrics, false)
+                    .await
+                    .map_err(ScaleError::Cloud)?
+                    .with_status(status)
+                    .run(token)
+                    .await
+            }
+        }));
     }
-    if config.deploy.is_some() {
+    if let Some(deploy) = &config.deploy {
+        let deployer = Deployer::new(
+            deploy.clone(),
+            config.cloud.clone(),
+            handles.store.clone(),
+            handles.alerter.clone(),
+        );
         web = web
-            .section(Arc::new(crate::deploy::service::DeploySection(
-                ctx.store.clone(),
+            .section(Arc::new(crate::deploy::web::DeploySection(
+                handles.store.clone(),
             )))
-            .routes(crate::deploy::service::routes(
-                ctx.clone(),
-                shutdown.clone(),
-            ));
+            .routes(crate::deploy::web::routes(deployer, shutdown.clone()));
     }
     if config.web.enabled {
         let bound = web.bind().await?;
-        let addr = bound.local_addr().context("reading the bound address")?;
+        let addr = bound.local_addr().map_err(WebError::Serve)?;
         crate::notice!(url = %format!("http://{addr}/"), "Status page up");
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -108,30 +154,13 @@ pub async fn run(ctx: Context, parts: Parts, shutdown: CancellationToken) -> any
             }
         });
     }
-    if scaling {
-        let (ctx, token, status) = (ctx.clone(), shutdown.clone(), fleet_status.clone());
-        tasks.spawn(crate::runtime::supervise(
-            "scale",
-            shutdown.clone(),
-            move || {
-                let (ctx, token, status) = (ctx.clone(), token.clone(), status.clone());
-                async move {
-                    let orchestrator = crate::scale::run::from_context(&ctx, false, status)
-                        .await?
-                        .ok_or("no [scale] or [cloud] section")?;
-                    orchestrator.run(token).await?;
-                    Ok(())
-                }
-            },
-        ));
-    }
     shutdown.cancelled().await;
     let drained =
         tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
-            "Some parts did not stop within {}s; leaving them",
-            GRACE.as_secs()
+            "Some parts did not stop within {}; leaving them",
+            crate::core::duration::exact(GRACE)
         );
         tasks.abort_all();
     }

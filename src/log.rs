@@ -36,7 +36,7 @@ fn level_of(meta: &Metadata<'_>, marks: &Marks) -> Level {
     }
 }
 /// Console line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `2026-11-26T11:06:05.123Z NOTICE message key=value`.
@@ -44,6 +44,23 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+impl std::str::FromStr for LogFormat {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<LogFormat, UnknownFormat> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(UnknownFormat(other.to_string())),
+        }
+    }
+}
+
+/// A log format that is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format {0:?}: use text or json")]
+pub struct UnknownFormat(pub String);
 
 /// `[log]`: console logging and which levels become alerts.
 #[derive(Debug, Clone, Deserialize)]
@@ -474,19 +491,12 @@ fn build_alert(
             let _ = writeln!(body, "  {l}");
         }
     }
-    Alert {
-        key: format!(
-            "Log{}:{file}:{line}",
-            if level == Level::Fatal {
-                "Fatal"
-            } else {
-                "Error"
-            }
-        ),
-        severity: level,
-        subject,
-        body,
-    }
+    let event = if level == Level::Fatal {
+        crate::core::Event::LogFatal
+    } else {
+        crate::core::Event::LogError
+    };
+    Alert::new(event, format!("{file}:{line}"), level, subject, body)
 }
 
 #[cfg(test)]

@@ -9,15 +9,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-/// A part's failure, as text (parts have their own typed errors; the supervisor only logs them).
-pub type PartError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Runs `make()` until `shutdown`, restarting it after failures with backoff (1 s doubling to 60 s; reset after
 /// a minute of healthy running). A part that returns `Ok` before shutdown is done and not restarted.
-pub async fn supervise<F, Fut>(name: &'static str, shutdown: CancellationToken, mut make: F)
+pub async fn supervise<F, Fut, E>(name: &'static str, shutdown: CancellationToken, mut make: F)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), PartError>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
 {
     let mut delay = Duration::from_secs(1);
     loop {
@@ -28,14 +26,14 @@ where
         }
         let reason = match outcome {
             Ok(Ok(())) => return,
-            Ok(Err(e)) => format!("{e}"),
+            Ok(Err(e)) => crate::core::chain(&e),
             Err(join) if join.is_panic() => "it panicked".to_string(),
             Err(join) => format!("{join}"),
         };
         if started.elapsed() > Duration::from_secs(60) {
             delay = Duration::from_secs(1);
         }
-        tracing::error!(part = name, error = %reason, restart_in = %humantime::format_duration(delay),
+        tracing::error!(part = name, error = %reason, restart_in = %crate::core::duration::seconds(delay),
             "Part {name} failed; restarting it");
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -96,7 +94,7 @@ mod tests {
                 if r.fetch_add(1, Ordering::SeqCst) == 1 {
                     panic!("second run panics");
                 }
-                Err::<(), PartError>("boom".into())
+                Err::<(), std::io::Error>(std::io::Error::other("boom"))
             }
         }));
         // Runs at 0 s, 1 s, 3 s, 7 s: four runs by 8 s.
@@ -112,7 +110,7 @@ mod tests {
         let r = runs.clone();
         supervise("once", CancellationToken::new(), move || {
             r.fetch_add(1, Ordering::SeqCst);
-            async { Ok(()) }
+            async { Ok::<(), std::io::Error>(()) }
         })
         .await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);

@@ -7,52 +7,50 @@ use lettre::message::Mailbox;
 
 use super::Message;
 use super::config::FileConfig;
+use super::notifier::{DeliveryError, NotifierError, mailbox, mailboxes};
 use super::smtp::build_email;
 
 /// Writes messages as `.eml` files.
 pub struct FileNotifier {
     dir: PathBuf,
-    from: String,
-    to: Vec<String>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
 }
 
 impl FileNotifier {
     /// A notifier writing into `c.path`.
-    pub fn new(c: &FileConfig) -> FileNotifier {
-        FileNotifier {
+    pub fn new(c: &FileConfig) -> Result<FileNotifier, NotifierError> {
+        Ok(FileNotifier {
             dir: c.path.clone(),
-            from: c.from.clone(),
-            to: c.to.clone(),
-        }
+            from: mailbox("from", &c.from)?,
+            to: mailboxes("to", &c.to)?,
+        })
     }
 
     /// Writes `<time>-<id>.eml` atomically (temporary file, then rename), so readers never see half a file
     /// and a retry overwrites rather than duplicates.
-    pub async fn deliver(&self, message: &Message) -> Result<(), String> {
-        let from: Mailbox = self
-            .from
-            .parse()
-            .map_err(|e| format!("from {:?}: {e}", self.from))?;
-        let to = self
-            .to
-            .iter()
-            .map(|t| t.parse().map_err(|e| format!("to {t:?}: {e}")))
-            .collect::<Result<Vec<Mailbox>, String>>()?;
-        let bytes = build_email(message, &from, &to)?.formatted();
+    pub async fn deliver(&self, message: &Message) -> Result<(), DeliveryError> {
+        let bytes = build_email(message, &self.from, &self.to)?.formatted();
+        let failed = |action, path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| DeliveryError::Write {
+                action,
+                path,
+                source,
+            }
+        };
         tokio::fs::create_dir_all(&self.dir)
             .await
-            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let stamp = humantime::format_rfc3339_seconds(message.created_at)
-            .to_string()
-            .replace(':', "");
+            .map_err(failed("create", &self.dir))?;
+        let stamp = crate::core::time::rfc3339(message.created_at).replace(':', "");
         let name = format!("{stamp}-{:06}.eml", message.id);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
         tokio::fs::write(&tmp, &bytes)
             .await
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            .map_err(failed("write", &tmp))?;
         tokio::fs::rename(&tmp, &path)
             .await
-            .map_err(|e| format!("cannot rename to {}: {e}", path.display()))
+            .map_err(failed("rename to", &path))
     }
 }

@@ -10,6 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Message;
 use super::config::{SmtpConfig, SmtpTls};
+use super::notifier::{DeliveryError, NotifierError, mailbox, mailboxes};
 
 /// Sends messages through one SMTP server.
 pub struct SmtpNotifier {
@@ -21,7 +22,7 @@ pub struct SmtpNotifier {
 
 impl SmtpNotifier {
     /// Builds the transport (no connection yet).
-    pub fn new(c: &SmtpConfig) -> Result<SmtpNotifier, String> {
+    pub fn new(c: &SmtpConfig) -> Result<SmtpNotifier, NotifierError> {
         let port = c.port.unwrap_or(match c.tls {
             SmtpTls::None => 25,
             SmtpTls::Starttls => 587,
@@ -33,16 +34,14 @@ impl SmtpNotifier {
         if c.tls != SmtpTls::None {
             let mut params = TlsParameters::builder(c.host.clone());
             if let Some(path) = &c.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
-                    format!("ca_file {} is not a PEM certificate: {e}", path.display())
+                let pem = std::fs::read(path).map_err(|source| NotifierError::CaFile {
+                    path: path.clone(),
+                    source,
                 })?;
+                let cert = Certificate::from_pem(&pem).map_err(NotifierError::Tls)?;
                 params = params.add_root_certificate(cert);
             }
-            let params = params
-                .build_rustls()
-                .map_err(|e| format!("TLS settings: {e}"))?;
+            let params = params.build_rustls().map_err(NotifierError::Tls)?;
             builder = builder.tls(match c.tls {
                 SmtpTls::Starttls => Tls::Required(params),
                 _ => Tls::Wrapper(params),
@@ -54,14 +53,8 @@ impl SmtpNotifier {
                 password.expose().to_string(),
             ));
         }
-        let from: Mailbox = c
-            .from
-            .parse()
-            .map_err(|e| format!("from {:?}: {e}", c.from))?;
-        let to =
-            c.to.iter()
-                .map(|t| t.parse().map_err(|e| format!("to {t:?}: {e}")))
-                .collect::<Result<Vec<Mailbox>, String>>()?;
+        let from = mailbox("from", &c.from)?;
+        let to = mailboxes("to", &c.to)?;
         Ok(SmtpNotifier {
             transport: builder.build(),
             from,
@@ -71,28 +64,14 @@ impl SmtpNotifier {
     }
 
     /// Sends one message; the whole exchange is bounded by the timeout.
-    pub async fn deliver(&self, message: &Message) -> Result<(), String> {
+    pub async fn deliver(&self, message: &Message) -> Result<(), DeliveryError> {
         let email = build_email(message, &self.from, &self.to)?;
         match tokio::time::timeout(self.timeout, self.transport.send(email)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(describe(&e)),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(self.timeout)
-            )),
+            Ok(Err(e)) => Err(DeliveryError::Smtp(e)),
+            Err(_) => Err(DeliveryError::Timeout(self.timeout)),
         }
     }
-}
-
-fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The RFC 5322 mail for a message: Date, a stable Message-ID, the severity-prefixed subject, plain text.
@@ -100,7 +79,7 @@ pub fn build_email(
     message: &Message,
     from: &Mailbox,
     to: &[Mailbox],
-) -> Result<lettre::Message, String> {
+) -> Result<lettre::Message, DeliveryError> {
     let mut builder = lettre::Message::builder()
         .from(from.clone())
         .subject(message.full_subject())
@@ -117,7 +96,7 @@ pub fn build_email(
     }
     builder
         .body(message.body.clone())
-        .map_err(|e| format!("cannot build the mail: {e}"))
+        .map_err(DeliveryError::Build)
 }
 
 /// The host name as a Message-ID domain: this machine's name when it is a valid one.

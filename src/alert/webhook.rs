@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Message;
 use super::config::{WebhookConfig, WebhookFormat};
+use super::notifier::{DeliveryError, NotifierError};
 use crate::core::Secret;
 
 /// POSTs messages to one URL.
@@ -18,12 +19,12 @@ pub struct WebhookNotifier {
 
 impl WebhookNotifier {
     /// Builds the client.
-    pub fn new(c: &WebhookConfig) -> Result<WebhookNotifier, String> {
+    pub fn new(c: &WebhookConfig) -> Result<WebhookNotifier, NotifierError> {
         let client = reqwest::Client::builder()
             .timeout(c.timeout)
             .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(NotifierError::HttpClient)?;
         Ok(WebhookNotifier {
             client,
             url: c.url.clone(),
@@ -49,13 +50,13 @@ impl WebhookNotifier {
                 "subject": message.full_subject(),
                 "body": message.body,
                 "keys": message.keys,
-                "created_at": humantime::format_rfc3339_millis(message.created_at).to_string(),
+                "created_at": crate::core::time::rfc3339_millis(message.created_at),
             }),
         }
     }
 
     /// POSTs one message. Errors never include the URL (it may hold a token).
-    pub async fn deliver(&self, message: &Message) -> Result<(), String> {
+    pub async fn deliver(&self, message: &Message) -> Result<(), DeliveryError> {
         let mut request = self
             .client
             .post(self.url.expose())
@@ -67,28 +68,20 @@ impl WebhookNotifier {
             let response = request.send().await.map_err(|e| {
                 let e = e.without_url();
                 if e.is_timeout() {
-                    format!(
-                        "no answer within {}",
-                        humantime::format_duration(self.timeout)
-                    )
+                    DeliveryError::Timeout(self.timeout)
                 } else {
-                    format!("request failed: {e}")
+                    DeliveryError::Request(e)
                 }
             })?;
             let status = response.status();
             if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("the receiver answered HTTP {}", status.as_u16()))
+                Err(DeliveryError::Status(status.as_u16()))
             }
         };
         tokio::time::timeout(self.timeout + Duration::from_secs(1), send)
             .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                ))
-            })
+            .unwrap_or(Err(DeliveryError::Timeout(self.timeout)))
     }
 }

@@ -172,14 +172,10 @@ impl Config {
         out.extend(self.log.validate());
         out.extend(self.alert.validate());
         if let Some(m) = &self.monitor {
-            if let Err(errors) = m.validate() {
-                out.extend(errors.into_iter().map(|e| Invalid::new(e.field, e.message)));
-            }
+            out.extend(m.validate());
         }
         if let Some(d) = &self.deploy {
-            if let Err(e) = d.validate() {
-                out.push(Invalid::new(e.field, e.message));
-            }
+            out.extend(d.validate());
         }
         if let Some(cloud) = &self.cloud {
             out.extend(cloud.validate());

@@ -166,7 +166,7 @@ pub(super) fn flattened_policy_error(doc: &DeTable<'_>) -> Option<(Range<usize>,
         }
     }
     let de = toml::de::Deserializer::from(toml::Spanned::new(scale.span(), policy));
-    let e = crate::scale::policy::PolicyConfig::deserialize(de).err()?;
+    let e = crate::scale::config::PolicyConfig::deserialize(de).err()?;
     let mut message = e.message().trim().to_string();
     if message.starts_with("unknown field") {
         // The policy's keys are not all of `[scale]`'s.

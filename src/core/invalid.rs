@@ -3,7 +3,8 @@
 
 /// A semantic problem found by a section's `validate()`: the dotted path of the offending key
 /// (`scale.high`, `monitor.target[2].timeout`) and the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
 pub struct Invalid {
     /// Dotted key path; array elements as `[i]`.
     pub path: String,
@@ -18,11 +19,5 @@ impl Invalid {
             path: path.into(),
             message: message.into(),
         }
-    }
-}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
     }
 }

@@ -20,6 +20,11 @@ pub fn median(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
     })
 }
 
+/// A percentage for people: one decimal ("29.9%"), or "-" when there is no value.
+pub fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}%"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +35,7 @@ mod tests {
         assert_eq!(median([Some(4.0), Some(1.0)]), Some(2.5));
         assert_eq!(median([None, None]), None);
         assert_eq!(median([Some(f64::NAN), Some(5.0)]), Some(5.0));
+        assert_eq!(percent(Some(29.933429461548705)), "29.9%");
+        assert_eq!(percent(None), "-");
     }
 }

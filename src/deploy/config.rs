@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::plan::Target;
-use crate::core::Secret;
+use super::target::Target;
 use crate::core::template::{self, Template};
+use crate::core::{Invalid, Secret};
 
 /// Placeholders allowed in `steps` and `rollback_steps` (values are shell-quoted when substituted).
 pub const STEP_PLACEHOLDERS: &[&str] = &["host", "name", "commit", "branch"];
@@ -154,129 +154,113 @@ impl Batch {
     }
 }
 
-/// A `[deploy]` value that is not acceptable; `field` is the dotted path (`deploy.steps[1]`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct DeployConfigError {
-    /// Dotted path of the field, e.g. `deploy.batch`.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> DeployConfigError {
-    DeployConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 impl DeployConfig {
-    /// Checks every value without touching the network or the disk; the error names the field.
-    pub fn validate(&self) -> Result<(), DeployConfigError> {
+    /// Every problem of the section, without touching the network or the disk; each names its field.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let mut bad = |field: String, message: String| out.push(Invalid::new(field, message));
         if let Hosts::List(list) = &self.hosts {
             if list.is_empty() {
-                return Err(invalid(
-                    "deploy.hosts",
-                    "the host list is empty (or write hosts = \"fleet\")",
-                ));
+                bad(
+                    "deploy.hosts".into(),
+                    "the host list is empty (or write hosts = \"fleet\")".into(),
+                );
             }
             for (i, host) in list.iter().enumerate() {
                 if list[..i].iter().any(|h| h.host() == host.host()) {
-                    return Err(invalid(
+                    bad(
                         format!("deploy.hosts[{i}]"),
                         format!("{} is listed twice", host.host()),
-                    ));
+                    );
                 }
             }
         }
-        if let Some(user) = &self.user {
-            if user.is_empty() || user.starts_with('-') || !user.chars().all(template::is_safe_char)
-            {
-                return Err(invalid(
-                    "deploy.user",
-                    format!("{user:?} is not a valid login name"),
-                ));
-            }
+        if let Some(user) = &self.user
+            && (user.is_empty()
+                || user.starts_with('-')
+                || !user.chars().all(template::is_safe_char))
+        {
+            bad(
+                "deploy.user".into(),
+                format!("{user:?} is not a valid login name"),
+            );
         }
         if self.steps.is_empty() {
-            return Err(invalid(
-                "deploy.steps",
-                "no steps: give at least one shell command",
-            ));
+            bad(
+                "deploy.steps".into(),
+                "no steps: give at least one shell command".into(),
+            );
         }
-        check_commands("deploy.steps", &self.steps)?;
-        check_commands("deploy.rollback_steps", &self.rollback_steps)?;
+        check_commands("deploy.steps", &self.steps, &mut bad);
+        check_commands("deploy.rollback_steps", &self.rollback_steps, &mut bad);
         for (field, d) in [
             ("deploy.connect_timeout", self.connect_timeout),
             ("deploy.step_timeout", self.step_timeout),
             ("deploy.health_timeout", self.health_timeout),
         ] {
             if d.is_zero() {
-                return Err(invalid(field, "must be longer than 0s"));
+                bad(field.into(), "must be longer than 0s".into());
             }
         }
         match self.batch {
-            Batch::Count(0) => return Err(invalid("deploy.batch", "must be at least 1")),
-            Batch::Percent(p) if p == 0 || p > 100 => {
-                return Err(invalid(
-                    "deploy.batch",
-                    format!("{p}% is not between 1% and 100%"),
-                ));
-            }
+            Batch::Count(0) => bad("deploy.batch".into(), "must be at least 1".into()),
+            Batch::Percent(p) if p == 0 || p > 100 => bad(
+                "deploy.batch".into(),
+                format!("{p}% is not between 1% and 100%"),
+            ),
             _ => {}
         }
         if let Some(url) = &self.health_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(
-                    "deploy.health_url",
+                bad(
+                    "deploy.health_url".into(),
                     format!("{url:?} must start with http:// or https://"),
-                ));
+                );
+            } else if let Err(e) = Template::parse(url, HEALTH_PLACEHOLDERS, false) {
+                bad("deploy.health_url".into(), e.to_string());
             }
-            Template::parse(url, HEALTH_PLACEHOLDERS, false)
-                .map_err(|e| invalid("deploy.health_url", e.to_string()))?;
         }
         if let Some(hook) = &self.webhook {
-            hook.validate()?;
+            out.extend(hook.validate());
         }
-        Ok(())
+        out
     }
 }
 
 impl WebhookConfig {
-    /// Checks the webhook values (the error never contains the secret).
-    pub fn validate(&self) -> Result<(), DeployConfigError> {
+    /// Every problem of the webhook values (a message never contains the secret).
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
         if self.secret.expose().len() < MIN_SECRET_LEN {
-            return Err(invalid(
+            out.push(Invalid::new(
                 "deploy.webhook.secret",
                 format!("too short: use at least {MIN_SECRET_LEN} random characters"),
             ));
         }
         if self.branch.is_empty() || !self.branch.chars().all(template::is_safe_char) {
-            return Err(invalid(
+            out.push(Invalid::new(
                 "deploy.webhook.branch",
                 format!("{:?} is not a branch name", self.branch),
             ));
         }
         if self.max_body_bytes == 0 {
-            return Err(invalid(
+            out.push(Invalid::new(
                 "deploy.webhook.max_body_bytes",
                 "must be at least 1",
             ));
         }
-        Ok(())
+        out
     }
 }
 
-fn check_commands(field: &str, commands: &[String]) -> Result<(), DeployConfigError> {
+fn check_commands(field: &str, commands: &[String], bad: &mut impl FnMut(String, String)) {
     for (i, command) in commands.iter().enumerate() {
         if command.trim().is_empty() {
-            return Err(invalid(format!("{field}[{i}]"), "empty command"));
+            bad(format!("{field}[{i}]"), "empty command".into());
+        } else if let Err(e) = Template::parse(command, STEP_PLACEHOLDERS, true) {
+            bad(format!("{field}[{i}]"), e.to_string());
         }
-        Template::parse(command, STEP_PLACEHOLDERS, true)
-            .map_err(|e| invalid(format!("{field}[{i}]"), e.to_string()))?;
     }
-    Ok(())
 }
 
 fn default_connect_timeout() -> Duration {
@@ -380,13 +364,13 @@ mod tests {
 
     fn field_of(extra: &str) -> String {
         let c = parse(&format!("{}{extra}", base())).expect("parses");
-        c.validate().expect_err("invalid").field
+        c.validate().first().expect("invalid").path.clone()
     }
 
     #[test]
     fn minimal_config_has_named_defaults() {
         let c = parse(&base()).unwrap();
-        c.validate().unwrap();
+        assert_eq!(c.validate(), vec![]);
         assert_eq!(c.host_key_checking, HostKeyChecking::Strict);
         assert_eq!(c.batch, Batch::Count(1));
         assert_eq!(c.max_failures, 0);
@@ -425,7 +409,7 @@ max_body_bytes = 4096
 "#,
         )
         .unwrap();
-        c.validate().unwrap();
+        assert_eq!(c.validate(), vec![]);
         assert_eq!(c.hosts, Hosts::Fleet);
         assert_eq!(c.host_key_checking, HostKeyChecking::AcceptNew);
         assert_eq!(c.batch, Batch::Percent(25));
@@ -519,14 +503,14 @@ max_body_bytes = 4096
             "deploy.webhook.branch"
         );
         let c = parse("[deploy]\nhosts = [\"a\", \"b\", \"a\"]\nsteps = [\"x\"]\n").unwrap();
-        assert_eq!(c.validate().unwrap_err().field, "deploy.hosts[2]");
+        assert_eq!(c.validate().remove(0).path, "deploy.hosts[2]");
         let c = parse("[deploy]\nhosts = []\nsteps = [\"x\"]\n").unwrap();
-        assert_eq!(c.validate().unwrap_err().field, "deploy.hosts");
+        assert_eq!(c.validate().remove(0).path, "deploy.hosts");
         let c = parse("[deploy]\nhosts = [\"a\"]\nsteps = []\n").unwrap();
-        assert_eq!(c.validate().unwrap_err().field, "deploy.steps");
+        assert_eq!(c.validate().remove(0).path, "deploy.steps");
         let c = parse("[deploy]\nhosts = [\"a\"]\nsteps = [\"echo {comit}\"]\n").unwrap();
-        let e = c.validate().unwrap_err();
-        assert_eq!(e.field, "deploy.steps[0]");
+        let e = c.validate().remove(0);
+        assert_eq!(e.path, "deploy.steps[0]");
         assert!(e.message.contains("{comit}"), "{e}");
     }
 
@@ -537,7 +521,7 @@ max_body_bytes = 4096
             base()
         ))
         .unwrap();
-        let e = c.validate().unwrap_err();
+        let e = c.validate().remove(0);
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

@@ -3,10 +3,20 @@
 use std::future::Future;
 use std::time::Duration;
 
+/// Why a host is not healthy: the URL and what answered (status, timeout, connection refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("GET {url}: {why}")]
+pub struct Unhealthy {
+    /// The health URL.
+    pub url: String,
+    /// What went wrong.
+    pub why: String,
+}
+
 /// One health probe.
 pub trait HealthCheck: Send + Sync + 'static {
-    /// Checks `url` once; `Err` says why it is unhealthy (status, timeout, connection refused).
-    fn check(&self, url: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Checks `url` once.
+    fn check(&self, url: &str) -> impl Future<Output = Result<(), Unhealthy>> + Send;
 }
 
 /// The real probe: reqwest, no redirects followed, per-request timeout.
@@ -35,23 +45,16 @@ impl HttpHealth {
 }
 
 impl HealthCheck for HttpHealth {
-    async fn check(&self, url: &str) -> Result<(), String> {
-        match self.client.get(url).send().await {
-            Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) => Err(format!("GET {url}: HTTP {}", resp.status())),
-            Err(e) if e.is_timeout() => Err(format!("GET {url}: timed out")),
-            Err(e) => Err(format!("GET {url}: {}", error_chain(&e))),
-        }
+    async fn check(&self, url: &str) -> Result<(), Unhealthy> {
+        let why = match self.client.get(url).send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => format!("HTTP {}", resp.status()),
+            Err(e) if e.is_timeout() => "timed out".to_string(),
+            Err(e) => crate::core::chain(&e),
+        };
+        Err(Unhealthy {
+            url: url.to_string(),
+            why,
+        })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

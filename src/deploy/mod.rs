@@ -5,19 +5,32 @@
 //! Why split this way: everything that *decides* (which hosts go next, whether the rollout failed,
 //! whether a webhook is genuine) is pure and tested without I/O; `ssh.rs`, `health.rs` and
 //! `rollout.rs` only gather results, ask the planner and act.
+//!
+//! Rooms: `config.rs` and `target.rs` the section; `plan.rs`, `state.rs`, `webhook.rs` the pure deciders;
+//! `ssh.rs` and `health.rs` the edges (their fakes sit in `rollout_tests.rs`); `rollout.rs` the execution;
+//! `service.rs` the [`Deployer`] (lock, record, alert); `store.rs` its SQL; `web.rs` the webhook route, API and
+//! status block; `report.rs` the summary and the lines `tend deploy` prints.
 
 pub mod config;
 pub mod health;
 pub mod plan;
+pub mod report;
 pub mod rollout;
 pub mod service;
 pub mod ssh;
+pub mod state;
+pub mod store;
+pub mod target;
+pub mod web;
 pub mod webhook;
 
 pub use config::{DeployConfig, WebhookConfig};
-pub use plan::{DeployContext, Plan, PlanError, Target, Verdict, build_plan};
-pub use rollout::{
-    HostFailure, HostReport, HostResult, RolloutOptions, RolloutSink, RolloutSummary, WriterSink,
-    deploy, run_rollout,
+pub use plan::{DeployContext, Plan, PlanError, build_plan};
+pub use report::{
+    HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary, WriterSink,
 };
+pub use rollout::{RolloutOptions, deploy, run_rollout};
+pub use service::{DeployServiceError, Deployer};
+pub use state::Verdict;
+pub use target::Target;
 pub use webhook::{Refusal, Trigger, WebhookOutcome, WebhookRequest, verify};

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::deploy::config::Batch;
+use crate::deploy::state::*;
+use crate::deploy::target::Target;
 
 fn config(hosts: &[&str], batch: Batch, max_failures: usize) -> DeployConfig {
     let text = format!(
@@ -11,7 +13,7 @@ fn config(hosts: &[&str], batch: Batch, max_failures: usize) -> DeployConfig {
     );
     let mut c: DeployConfig = toml::from_str(&text).unwrap();
     c.batch = batch;
-    c.validate().unwrap();
+    assert_eq!(c.validate(), vec![]);
     c
 }
 

@@ -1,22 +1,25 @@
-//! Runs a [`Plan`]: asks [`RolloutState::next`] what to do, does it over SSH, feeds the results back.
+//! Runs a [`Plan`], the deploy's loop: asks [`RolloutState::next`] what to do, does it over SSH, feeds the
+//! results back.
 //!
 //! Hosts of a batch run in parallel tasks; each step runs under `step_timeout`; output goes line by
 //! line to the caller's [`RolloutSink`]; a health check follows each host's steps. The result is a
 //! [`RolloutSummary`] from which the caller builds the `DeployFailed` alert and the summary table.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::config::DeployConfig;
-use super::health::{HealthCheck, HealthClientError, HttpHealth};
-use super::plan::{Action, HostPlan, Plan, RolloutState, Verdict};
+use super::health::{HealthCheck, HealthClientError, HttpHealth, Unhealthy};
+use super::plan::{HostPlan, Plan};
+use super::report::{
+    FailedStage, HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary,
+};
 use super::ssh::{Connector, OpenSsh, RemoteSession};
+use super::state::{Action, RolloutState, Verdict};
 
 /// Lines of output kept per host for the summary and the alert.
 pub const LAST_LINES: usize = 20;
@@ -43,254 +46,6 @@ impl From<&DeployConfig> for RolloutOptions {
             health_interval: c.health_interval,
         }
     }
-}
-
-/// Progress of the rollout, for a terminal progress line or the store.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Progress<'a> {
-    /// A host's deploy began.
-    HostStarted {
-        /// The host's name.
-        host: &'a str,
-    },
-    /// A step (or rollback step) began.
-    StepStarted {
-        /// The host's name.
-        host: &'a str,
-        /// The rendered command.
-        command: &'a str,
-    },
-    /// One health attempt answered.
-    HealthChecked {
-        /// The host's name.
-        host: &'a str,
-        /// 1-based attempt number.
-        attempt: u32,
-        /// `Err` says why it is unhealthy.
-        result: &'a Result<(), String>,
-    },
-    /// A host is done (deploy or rollback).
-    HostFinished {
-        /// Its report so far.
-        report: &'a HostReport,
-    },
-}
-
-/// Where output and progress go; implement it to print, to record progress in the store, or both.
-pub trait RolloutSink: Send + Sync {
-    /// One line of a step's output on `host`.
-    fn output(&self, host: &str, line: &str);
-    /// A progress event; ignored by default.
-    fn progress(&self, event: &Progress<'_>) {
-        let _ = event;
-    }
-}
-
-/// Writes `host | line` for output and a `host: ...` line per progress event.
-pub struct WriterSink {
-    out: Mutex<Box<dyn Write + Send>>,
-}
-
-impl WriterSink {
-    /// A sink writing to `out`.
-    pub fn new(out: impl Write + Send + 'static) -> Self {
-        WriterSink {
-            out: Mutex::new(Box::new(out)),
-        }
-    }
-
-    /// A sink writing to standard output.
-    pub fn stdout() -> Self {
-        Self::new(std::io::stdout())
-    }
-
-    fn write_line(&self, text: &str) {
-        // A poisoned lock only means another thread panicked mid-line; keep printing.
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
-    }
-}
-
-impl RolloutSink for WriterSink {
-    fn output(&self, host: &str, line: &str) {
-        self.write_line(&format!("{host} | {line}"));
-    }
-
-    fn progress(&self, event: &Progress<'_>) {
-        match event {
-            Progress::HostStarted { host } => self.write_line(&format!("{host}: deploying")),
-            Progress::StepStarted { host, command } => {
-                self.write_line(&format!("{host}: $ {command}"))
-            }
-            Progress::HealthChecked {
-                host,
-                attempt,
-                result: Err(why),
-            } => self.write_line(&format!("{host}: health attempt {attempt} failed: {why}")),
-            Progress::HealthChecked { .. } => {}
-            Progress::HostFinished { report } => self.write_line(&format!(
-                "{}: {} in {}",
-                report.host,
-                report.result,
-                secs(report.duration)
-            )),
-        }
-    }
-}
-
-/// How one host ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostResult {
-    /// Deployed and healthy.
-    Succeeded,
-    /// A step, the connection or the health check failed.
-    Failed,
-    /// Never started (the rollout stopped first).
-    Skipped,
-}
-
-impl std::fmt::Display for HostResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            HostResult::Succeeded => "ok",
-            HostResult::Failed => "FAILED",
-            HostResult::Skipped => "skipped",
-        })
-    }
-}
-
-/// What failed on a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailedStage {
-    /// The SSH connection.
-    Connect,
-    /// Step `index` (0-based), with its rendered command.
-    Step {
-        /// 0-based index in `steps` (or `rollback_steps`).
-        index: usize,
-        /// The command.
-        command: String,
-    },
-    /// The health check.
-    Health {
-        /// The URL.
-        url: String,
-    },
-}
-
-impl std::fmt::Display for FailedStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FailedStage::Connect => f.write_str("ssh connection"),
-            FailedStage::Step { index, command } => write!(f, "step {} `{command}`", index + 1),
-            FailedStage::Health { url } => write!(f, "health check {url}"),
-        }
-    }
-}
-
-/// The details of a failure: what the `DeployFailed` alert carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFailure {
-    /// What failed.
-    pub stage: FailedStage,
-    /// The step's exit code, if it exited.
-    pub exit_code: Option<i32>,
-    /// One line: "exit code 3", "timed out after 30s", the ssh or HTTP error.
-    pub reason: String,
-    /// The last lines of the failing step's output (at most [`LAST_LINES`]).
-    pub last_lines: Vec<String>,
-}
-
-/// One host's line in the summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostReport {
-    /// The host's name.
-    pub host: String,
-    /// How it ended.
-    pub result: HostResult,
-    /// Time from start to end of its deploy (zero if skipped).
-    pub duration: Duration,
-    /// Why it failed.
-    pub failure: Option<HostFailure>,
-    /// `Some(Ok)` / `Some(Err(failure))` if rollback steps ran on it.
-    pub rollback: Option<Result<(), HostFailure>>,
-}
-
-/// The end of a rollout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RolloutSummary {
-    /// The overall result.
-    pub verdict: Verdict,
-    /// One report per host, in plan order.
-    pub hosts: Vec<HostReport>,
-    /// Wall time of the whole rollout.
-    pub duration: Duration,
-}
-
-impl RolloutSummary {
-    /// The first failed host and its failure (for the `DeployFailed` alert).
-    pub fn first_failure(&self) -> Option<(&HostReport, &HostFailure)> {
-        self.hosts
-            .iter()
-            .find_map(|h| h.failure.as_ref().map(|f| (h, f)))
-    }
-
-    /// 0 when the rollout succeeded, 1 otherwise (the CLI's exit code).
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.verdict != Verdict::Succeeded)
-    }
-
-    /// A plain-text table: host, result, duration, failed step and exit code.
-    pub fn table(&self) -> String {
-        let width = self
-            .hosts
-            .iter()
-            .map(|h| h.host.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let mut out = format!(
-            "{:<width$}  {:<8}  {:>8}  DETAIL\n",
-            "HOST", "RESULT", "TIME"
-        );
-        for h in &self.hosts {
-            let detail = match (&h.failure, &h.rollback) {
-                (Some(f), rb) => {
-                    let mut d = format!("{}: {}", f.stage, f.reason);
-                    match rb {
-                        Some(Ok(())) => d.push_str("; rolled back"),
-                        Some(Err(r)) => {
-                            d.push_str(&format!("; rollback failed at {}: {}", r.stage, r.reason))
-                        }
-                        None => {}
-                    }
-                    d
-                }
-                (None, Some(Ok(()))) => "rolled back".into(),
-                (None, Some(Err(r))) => format!("rollback failed at {}: {}", r.stage, r.reason),
-                (None, None) => String::new(),
-            };
-            let time = if h.result == HostResult::Skipped {
-                "-".into()
-            } else {
-                secs(h.duration)
-            };
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:<8}  {:>8}  {detail}",
-                h.host,
-                h.result.to_string(),
-                time
-            );
-        }
-        let _ = write!(out, "Deploy {:?} in {}", self.verdict, secs(self.duration));
-        out
-    }
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }
 
 /// Building the real executors failed.
@@ -394,7 +149,7 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
                 };
                 let (id, done) = match joined {
                     Ok((id, done)) => (id, Ok(done)),
-                    Err(e) => (e.id(), Err(e.to_string())),
+                    Err(e) => (e.id(), Err(e)),
                 };
                 let Some((i, is_rollback)) = task_host.remove(&id) else {
                     continue;
@@ -420,7 +175,7 @@ fn record(
     report: &mut HostReport,
     i: usize,
     is_rollback: bool,
-    done: Result<Done, String>,
+    done: Result<Done, tokio::task::JoinError>,
 ) {
     let internal = |why: String| HostFailure {
         stage: FailedStage::Connect,
@@ -441,11 +196,13 @@ fn record(
         (false, other) => {
             state.finished(i, false);
             report.result = HostResult::Failed;
-            report.failure = Some(internal(other.err().unwrap_or(unexpected)));
+            report.failure = Some(internal(other.err().map_or(unexpected, |e| e.to_string())));
         }
         (true, other) => {
             state.rollback_finished(i, false);
-            report.rollback = Some(Err(internal(other.err().unwrap_or(unexpected))));
+            report.rollback = Some(Err(internal(
+                other.err().map_or(unexpected, |e| e.to_string()),
+            )));
         }
     }
 }
@@ -513,7 +270,7 @@ async fn connect<C: Connector>(host: &HostPlan, connector: &C) -> Result<C::Sess
         .map_err(|e| HostFailure {
             stage: FailedStage::Connect,
             exit_code: None,
-            reason: error_chain(&e),
+            reason: crate::core::chain(&e),
             last_lines: Vec::new(),
         })
 }
@@ -544,7 +301,7 @@ async fn run_steps<S: RemoteSession>(
             Ok(Ok(Some(0))) => continue,
             Ok(Ok(Some(code))) => (Some(code), format!("exit code {code}")),
             Ok(Ok(None)) => (None, "killed by a signal".to_owned()),
-            Ok(Err(e)) => (None, error_chain(&e)),
+            Ok(Err(e)) => (None, crate::core::chain(&e)),
             Err(_) => (
                 None,
                 format!("timed out after {}", humantime::format_duration(timeout)),
@@ -576,10 +333,13 @@ async fn check_health<H: HealthCheck>(
     for attempt in 1..=attempts {
         let result = match tokio::time::timeout(options.health_timeout, health.check(url)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "GET {url}: timed out after {}",
-                humantime::format_duration(options.health_timeout)
-            )),
+            Err(_) => Err(Unhealthy {
+                url: url.to_owned(),
+                why: format!(
+                    "timed out after {}",
+                    crate::core::duration::exact(options.health_timeout)
+                ),
+            }),
         };
         sink.progress(&Progress::HealthChecked {
             host: name,
@@ -588,7 +348,7 @@ async fn check_health<H: HealthCheck>(
         });
         match result {
             Ok(()) => return Ok(()),
-            Err(why) => reason = why,
+            Err(why) => reason = why.to_string(),
         }
         if attempt < attempts {
             tokio::time::sleep(options.health_interval).await;
@@ -602,20 +362,6 @@ async fn check_health<H: HealthCheck>(
         reason: format!("{reason} (after {attempts} attempt(s))"),
         last_lines: Vec::new(),
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -2,8 +2,13 @@
 
 use super::*;
 use crate::deploy::config::Batch;
-use crate::deploy::plan::{DeployContext, Target, build_plan};
+use crate::deploy::health::Unhealthy;
+use crate::deploy::plan::{DeployContext, build_plan};
+use crate::deploy::report::WriterSink;
 use crate::deploy::ssh::SshError;
+use crate::deploy::target::Target;
+use std::io::Write;
+use std::sync::Mutex;
 
 /// Fake SSH: a command containing `fail` exits 3 after printing `boom`; `hang` never ends; a host
 /// whose name starts with `down` refuses connections. Every connect and command is logged.
@@ -83,14 +88,17 @@ struct FakeHealth {
 }
 
 impl HealthCheck for Arc<FakeHealth> {
-    async fn check(&self, url: &str) -> Result<(), String> {
+    async fn check(&self, url: &str) -> Result<(), Unhealthy> {
         let n = {
             let mut calls = self.calls.lock().unwrap();
             calls.push(url.to_owned());
             calls.iter().filter(|u| *u == url).count()
         };
         if url.contains("sick") || (url.contains("flaky") && n < 3) {
-            return Err(format!("GET {url}: HTTP 503 Service Unavailable"));
+            return Err(Unhealthy {
+                url: url.to_owned(),
+                why: "HTTP 503 Service Unavailable".into(),
+            });
         }
         Ok(())
     }
@@ -119,7 +127,7 @@ fn plan(
     let mut config: DeployConfig = toml::from_str(&text).unwrap();
     config.batch = Batch::Count(batch);
     config.health_url = health.map(str::to_owned);
-    config.validate().unwrap();
+    assert_eq!(config.validate(), vec![]);
     build_plan(
         &config,
         &[],

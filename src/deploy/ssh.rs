@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use super::config::{DeployConfig, HostKeyChecking};
-use super::plan::Target;
+use super::target::Target;
 
 /// Extra time over `ConnectTimeout` before tend gives up on the ssh process itself.
 const CONNECT_GRACE: Duration = Duration::from_secs(5);

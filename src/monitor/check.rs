@@ -12,7 +12,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 
-use crate::monitor::config::{FieldError, MonitorConfig, TargetConfig};
+use crate::core::Invalid;
+use crate::monitor::config::{MonitorConfig, TargetConfig};
 use crate::monitor::tls;
 
 /// The result of one check.
@@ -89,10 +90,9 @@ struct HttpProbe {
 
 impl Probe {
     /// Compiles a target; fails on what [`MonitorConfig::validate`] reports (run that first for all errors).
-    pub fn new(t: &TargetConfig, monitor: &MonitorConfig) -> Result<Probe, FieldError> {
-        let bad = |field: &str, message: String| FieldError {
-            field: format!("monitor.target {:?}.{field}", t.name),
-            message,
+    pub fn new(t: &TargetConfig, monitor: &MonitorConfig) -> Result<Probe, Invalid> {
+        let bad = |field: &str, message: String| {
+            Invalid::new(format!("monitor.target {:?}.{field}", t.name), message)
         };
         let kind = if let Some(url) = &t.url {
             let url = Url::parse(url).map_err(|e| bad("url", format!("{url:?}: {e}")))?;
@@ -146,7 +146,7 @@ impl Probe {
     }
 
     /// Compiles every target of the section, in order.
-    pub fn all(monitor: &MonitorConfig) -> Result<Vec<Probe>, FieldError> {
+    pub fn all(monitor: &MonitorConfig) -> Result<Vec<Probe>, Invalid> {
         monitor
             .target
             .iter()

@@ -5,14 +5,19 @@
 //! [`check::Checker::check`] on each probe's interval → [`check::Outcome`] → [`tracker::TrackerState`] →
 //! [`tracker::Event`] → [`storm::decide`] → [`scheduler::Message`] for the daemon (persist, alert, serve).
 
+pub mod alerts;
 pub mod check;
 pub mod config;
 pub mod lag;
+pub mod report;
 pub mod scheduler;
 pub mod service;
+pub mod store;
 pub mod storm;
+pub mod target;
 pub mod tls;
 pub mod tracker;
+pub mod view;
 pub mod web;
 
 pub use check::{Checker, Outcome, Probe};

@@ -15,8 +15,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::Invalid;
 use crate::monitor::check::{Checker, Outcome, Probe};
-use crate::monitor::config::{FieldError, MonitorConfig, StormConfig};
+use crate::monitor::config::{MonitorConfig, StormConfig};
 use crate::monitor::lag::LagHistogram;
 use crate::monitor::storm::{self, Alert, StormState};
 use crate::monitor::tracker::{Event, Thresholds, TrackerState};
@@ -76,7 +77,7 @@ impl Scheduler {
         checker: Checker,
         mut states: Vec<TrackerState>,
         sink: mpsc::Sender<Message>,
-    ) -> Result<Scheduler, FieldError> {
+    ) -> Result<Scheduler, Invalid> {
         let probes = Probe::all(config)?
             .into_iter()
             .map(Arc::new)
@@ -206,7 +207,7 @@ async fn target_loop(
             _ => {}
         }
         if let Some(event) = &event {
-            tracing::info!(target_name = %probe.name, event = event.name(), reason = %outcome.reason, "Monitor state changed");
+            tracing::info!(target_name = %probe.name, event = %event.name(), reason = %outcome.reason, "Monitor state changed");
             let _ = shared.events.send((index, event.clone()));
         }
         let report = Report {

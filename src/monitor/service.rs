@@ -7,64 +7,38 @@
 //! are rolled up into hourly aggregates; uptime over 24 h, 7 d and 30 d is computed from both, once a minute,
 //! never per page view.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::params;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::check::{Checker, CheckerError};
+use super::config::MonitorConfig;
+use super::scheduler::{Message, Report, Scheduler};
+use super::storm::Alert as StormAlert;
+use super::tracker::State;
+use super::view::{SPARK, SharedView, View};
+use super::{alerts, store};
 use crate::alert::Alerter;
-use crate::core::Level;
-use crate::core::time::millis;
+use crate::core::Invalid;
+use crate::core::time::{millis, rfc3339};
 use crate::metrics::{Counter, Metrics};
-use crate::monitor::check::{Checker, Outcome};
-use crate::monitor::config::MonitorConfig;
-use crate::monitor::scheduler::{Message, Report, Scheduler};
-use crate::monitor::storm::{Alert as StormAlert, GroupKind};
-use crate::monitor::tracker::{Event, State, TrackerState};
-use crate::runtime::PartError;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
-/// Response times kept per target for the sparkline.
-const SPARK: usize = 30;
-
-/// One target as the page and the API show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetView {
-    /// Name from the config.
-    pub name: String,
-    /// What is checked (URL or host:port).
-    pub what: String,
-    /// up, down, unknown.
-    pub state: &'static str,
-    /// When the current state began (RFC 3339).
-    pub since: Option<String>,
-    /// Reason of the last check.
-    pub reason: String,
-    /// Last response time in milliseconds.
-    pub response_ms: Option<u64>,
-    /// Days until the certificate expires.
-    pub cert_expiry_days: Option<i64>,
-    /// Uptime percentages over 24 h, 7 d, 30 d (None until there is history).
-    pub uptime: [Option<f64>; 3],
-    /// Recent response times in milliseconds, oldest first.
-    pub recent_ms: Vec<u64>,
+/// Why the monitor could not start (a failure inside the loop is logged, never this).
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The stored states could not be read.
+    #[error("cannot read the monitor states: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP/TLS client could not be built.
+    #[error(transparent)]
+    Checker(#[from] CheckerError),
+    /// A target could not be compiled (run `tend check-config`).
+    #[error(transparent)]
+    Target(#[from] Invalid),
 }
-
-/// The live view, shared with the web parts.
-#[derive(Debug, Default)]
-pub struct View {
-    /// Targets in config order.
-    pub targets: Vec<TargetView>,
-    /// Schedule lag p50 and p99, seconds.
-    pub lag: (f64, f64),
-}
-
-/// Shared handle to the live view.
-pub type SharedView = Arc<RwLock<View>>;
 
 /// The monitor part (cheap to clone: the supervisor makes a fresh run from a clone after a failure).
 #[derive(Clone)]
@@ -78,14 +52,6 @@ pub struct MonitorService {
     view: SharedView,
 }
 
-fn what(t: &crate::monitor::TargetConfig) -> String {
-    t.url
-        .clone()
-        .or_else(|| t.tcp.as_ref().map(|a| format!("tcp://{a}")))
-        .or_else(|| t.tls.as_ref().map(|a| format!("tls://{a}")))
-        .unwrap_or_default()
-}
-
 impl MonitorService {
     /// A monitor part for `config`; `view` is what the web section reads.
     pub fn new(
@@ -94,24 +60,7 @@ impl MonitorService {
         metrics: Metrics,
         alerter: Alerter,
     ) -> MonitorService {
-        let view = Arc::new(RwLock::new(View {
-            targets: config
-                .target
-                .iter()
-                .map(|t| TargetView {
-                    name: t.name.clone(),
-                    what: what(t),
-                    state: "unknown",
-                    since: None,
-                    reason: "not checked yet".into(),
-                    response_ms: None,
-                    cert_expiry_days: None,
-                    uptime: [None; 3],
-                    recent_ms: Vec::new(),
-                })
-                .collect(),
-            lag: (0.0, 0.0),
-        }));
+        let view = Arc::new(RwLock::new(View::new(&config)));
         MonitorService {
             names: config.target.iter().map(|t| t.name.clone()).collect(),
             config,
@@ -128,8 +77,8 @@ impl MonitorService {
     }
 
     /// Runs until `shutdown`: checks, persistence, alerts.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), PartError> {
-        let states = load_states(&self.store, self.names.clone()).await?;
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MonitorError> {
+        let states = store::load_states(&self.store, self.names.clone()).await?;
         {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
             for (v, s) in view.targets.iter_mut().zip(&states) {
@@ -266,167 +215,18 @@ impl MonitorService {
     }
 
     fn alert(&self, alert: StormAlert) {
-        let name_of = |i: usize| {
-            self.config
-                .target
-                .get(i)
-                .map_or("?", |t| t.name.as_str())
-                .to_string()
-        };
-        let a = match &alert {
-            StormAlert::Single { index, event } => {
-                let name = name_of(*index);
-                let what = self.config.target.get(*index).map(what).unwrap_or_default();
-                match event {
-                    Event::MonitorDown { since, reason } => crate::alert::Alert::event(
-                        "MonitorDown",
-                        &name,
-                        Level::Error,
-                        format!("{name} is down: {reason}"),
-                        format!(
-                            "{name} ({what}) is down since {}.\nLast check: {reason}",
-                            rfc3339(*since)
-                        ),
-                    ),
-                    Event::MonitorStillDown {
-                        since,
-                        down_for,
-                        reason,
-                    } => crate::alert::Alert::event(
-                        "MonitorStillDown",
-                        &name,
-                        Level::Warning,
-                        format!("{name} is still down after {}", human(*down_for)),
-                        format!(
-                            "{name} ({what}) is down since {}.\nLast check: {reason}",
-                            rfc3339(*since)
-                        ),
-                    ),
-                    Event::MonitorUp {
-                        downtime,
-                        last_failure,
-                    } => crate::alert::Alert::event(
-                        "MonitorUp",
-                        &name,
-                        Level::Notice,
-                        format!("{name} is up again after {}", human(*downtime)),
-                        format!(
-                            "{name} ({what}) answers again. It was down for {}; the last failure was: {last_failure}",
-                            human(*downtime)
-                        ),
-                    ),
-                }
-            }
-            StormAlert::Grouped {
-                kind,
-                targets,
-                message,
-            } => {
-                let list: Vec<String> = targets
-                    .iter()
-                    .map(|i| format!("- {}", name_of(*i)))
-                    .collect();
-                let severity = match kind {
-                    GroupKind::Down => Level::Error,
-                    GroupKind::StillDown => Level::Warning,
-                    GroupKind::Up => Level::Notice,
-                };
-                crate::alert::Alert::event(
-                    alert.name(),
-                    "storm",
-                    severity,
-                    message.clone(),
-                    format!("{message}\n\nTargets:\n{}", list.join("\n")),
-                )
-            }
-        };
-        match a.severity {
-            Level::Error => {
-                tracing::warn!(alert = false, event = alert.name(), subject = %a.subject, "Monitor alert")
-            }
-            _ => {
-                crate::notice!(alert = false, event = alert.name(), subject = %a.subject, "Monitor alert")
-            }
-        }
-        self.alerter.send(a);
+        self.alerter.raise(alerts::compose(&alert, &self.config));
     }
 
     async fn persist(&self, reports: Vec<Report>) {
-        let names = self.names.clone();
-        let result = self
-            .store
-            .call(move |c| {
-                let tx = c.transaction()?;
-                {
-                    let mut state = tx.prepare_cached(
-                        "INSERT INTO monitor_state (target, state, updated_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT(target) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                    )?;
-                    let mut result = tx.prepare_cached(
-                        "INSERT INTO monitor_results (target, at, up, response_ms, status, reason)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for r in &reports {
-                        let Some(name) = names.get(r.index) else { continue };
-                        let o: &Outcome = &r.outcome;
-                        let json = serde_json::to_string(&r.state).unwrap_or_default();
-                        let at = millis(o.checked_at);
-                        state.execute(params![name, json, at])?;
-                        result.execute(params![
-                            name,
-                            at,
-                            o.up,
-                            o.response_time.as_millis() as i64,
-                            o.status,
-                            o.reason
-                        ])?;
-                    }
-                }
-                tx.commit()
-            })
-            .await;
-        if let Err(error) = result {
+        if let Err(error) = store::save(&self.store, self.names.clone(), reports).await {
             tracing::error!(%error, "Cannot store monitor results");
         }
     }
 
     async fn refresh_uptime(&self) {
         let now = millis(SystemTime::now());
-        let raw_from = now - self.config.history.raw_retention.as_millis() as i64;
-        let windows = [24 * 3_600_000_i64, 7 * 24 * 3_600_000, 30 * 24 * 3_600_000];
-        let result = self
-            .store
-            .call(move |c| {
-                let mut out: HashMap<String, [Option<f64>; 3]> = HashMap::new();
-                for (i, w) in windows.iter().enumerate() {
-                    let from = now - w;
-                    let mut stmt = c.prepare_cached(
-                        "SELECT target, SUM(ups), SUM(checks) FROM (
-                            SELECT target, SUM(up) AS ups, COUNT(*) AS checks FROM monitor_results
-                              WHERE at >= ?1 GROUP BY target
-                            UNION ALL
-                            SELECT target, SUM(ups), SUM(checks) FROM monitor_hourly
-                              WHERE hour >= ?1 AND hour < ?2 GROUP BY target)
-                         GROUP BY target",
-                    )?;
-                    let rows = stmt.query_map(params![from, raw_from.max(from)], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })?;
-                    for row in rows {
-                        let (t, ups, checks) = row?;
-                        if checks > 0 {
-                            out.entry(t).or_default()[i] = Some(100.0 * ups as f64 / checks as f64);
-                        }
-                    }
-                }
-                Ok(out)
-            })
-            .await;
-        match result {
+        match store::uptimes(&self.store, now, &self.config.history).await {
             Ok(uptimes) => {
                 let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
                 for v in view.targets.iter_mut() {
@@ -441,89 +241,8 @@ impl MonitorService {
 
     async fn rollup(&self) {
         let now = millis(SystemTime::now());
-        let raw_before = now - self.config.history.raw_retention.as_millis() as i64;
-        let raw_before = raw_before - raw_before.rem_euclid(3_600_000);
-        let hourly_before = now - self.config.history.hourly_retention.as_millis() as i64;
-        let result = self
-            .store
-            .call(move |c| {
-                let tx = c.transaction()?;
-                tx.execute(
-                    "INSERT INTO monitor_hourly (target, hour, checks, ups, response_ms_sum, response_ms_max)
-                     SELECT target, at - (at % 3600000), COUNT(*), SUM(up), SUM(response_ms), MAX(response_ms)
-                       FROM monitor_results WHERE at < ?1 GROUP BY target, at - (at % 3600000)
-                     ON CONFLICT(target, hour) DO UPDATE SET checks = checks + excluded.checks,
-                       ups = ups + excluded.ups, response_ms_sum = response_ms_sum + excluded.response_ms_sum,
-                       response_ms_max = MAX(response_ms_max, excluded.response_ms_max)",
-                    [raw_before],
-                )?;
-                tx.execute("DELETE FROM monitor_results WHERE at < ?1", [raw_before])?;
-                tx.execute("DELETE FROM monitor_hourly WHERE hour < ?1", [hourly_before])?;
-                tx.commit()
-            })
-            .await;
-        if let Err(error) = result {
+        if let Err(error) = store::rollup(&self.store, now, &self.config.history).await {
             tracing::warn!(%error, "Cannot roll up monitor history");
         }
     }
-}
-
-async fn load_states(store: &Store, names: Arc<[String]>) -> Result<Vec<TrackerState>, PartError> {
-    let states = store
-        .call(move |c| {
-            let mut stmt = c.prepare("SELECT state FROM monitor_state WHERE target = ?1")?;
-            let mut out = Vec::with_capacity(names.len());
-            for n in names.iter() {
-                let json: Option<String> =
-                    stmt.query_row([n], |r| r.get(0)).map(Some).or_else(|e| {
-                        if e == rusqlite::Error::QueryReturnedNoRows {
-                            Ok(None)
-                        } else {
-                            Err(e)
-                        }
-                    })?;
-                out.push(
-                    json.and_then(|j| serde_json::from_str(&j).ok())
-                        .unwrap_or_default(),
-                );
-            }
-            Ok(out)
-        })
-        .await?;
-    Ok(states)
-}
-
-/// RFC 3339 to the second.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
-
-/// A small inline SVG sparkline of response times.
-pub fn sparkline(values: &[u64]) -> String {
-    if values.len() < 2 {
-        return String::new();
-    }
-    let max = values.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let (w, h) = (120.0, 24.0);
-    let step = w / (values.len() - 1) as f64;
-    let points: Vec<String> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                h - 2.0 - (*v as f64 / max) * (h - 4.0)
-            )
-        })
-        .collect();
-    format!(
-        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" aria-label=\"response times\">\
-         <polyline fill=\"none\" stroke=\"#1a73e8\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
-        points.join(" ")
-    )
 }

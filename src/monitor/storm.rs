@@ -46,23 +46,17 @@ pub enum Alert {
 }
 
 impl Alert {
-    /// The stable event name: the tracker's ("MonitorDown") or "MonitorStorm", "MonitorStormStillDown",
-    /// "MonitorStormOver" for grouped alerts.
-    pub fn name(&self) -> &'static str {
+    /// The stable event name: the tracker's (MonitorDown) or MonitorStorm, MonitorStormStillDown,
+    /// MonitorStormOver for grouped alerts.
+    pub fn name(&self) -> crate::core::Event {
+        use crate::core::Event as E;
         match self {
             Alert::Single { event, .. } => event.name(),
-            Alert::Grouped {
-                kind: GroupKind::Down,
-                ..
-            } => "MonitorStorm",
-            Alert::Grouped {
-                kind: GroupKind::StillDown,
-                ..
-            } => "MonitorStormStillDown",
-            Alert::Grouped {
-                kind: GroupKind::Up,
-                ..
-            } => "MonitorStormOver",
+            Alert::Grouped { kind, .. } => match kind {
+                GroupKind::Down => E::MonitorStorm,
+                GroupKind::StillDown => E::MonitorStormStillDown,
+                GroupKind::Up => E::MonitorStormOver,
+            },
         }
     }
 }

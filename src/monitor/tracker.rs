@@ -104,12 +104,12 @@ pub enum Event {
 }
 
 impl Event {
-    /// The stable event name: "MonitorDown", "MonitorStillDown", "MonitorUp".
-    pub fn name(&self) -> &'static str {
+    /// The stable event name: MonitorDown, MonitorStillDown, MonitorUp.
+    pub fn name(&self) -> crate::core::Event {
         match self {
-            Event::MonitorDown { .. } => "MonitorDown",
-            Event::MonitorStillDown { .. } => "MonitorStillDown",
-            Event::MonitorUp { .. } => "MonitorUp",
+            Event::MonitorDown { .. } => crate::core::Event::MonitorDown,
+            Event::MonitorStillDown { .. } => crate::core::Event::MonitorStillDown,
+            Event::MonitorUp { .. } => crate::core::Event::MonitorUp,
         }
     }
 }

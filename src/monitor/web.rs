@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::service::{SharedView, TargetView, sparkline};
+use super::view::{SharedView, TargetView};
 use crate::web::Section;
 use crate::web::page::escape;
 
@@ -114,4 +114,30 @@ async fn list(State(view): State<SharedView>, Query(p): Query<Page>) -> Json<ser
         "per_page": per_page,
         "targets": slice,
     }))
+}
+
+/// A small inline SVG sparkline of response times.
+pub fn sparkline(values: &[u64]) -> String {
+    if values.len() < 2 {
+        return String::new();
+    }
+    let max = values.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let (w, h) = (120.0, 24.0);
+    let step = w / (values.len() - 1) as f64;
+    let points: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                h - 2.0 - (*v as f64 / max) * (h - 4.0)
+            )
+        })
+        .collect();
+    format!(
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" aria-label=\"response times\">\
+         <polyline fill=\"none\" stroke=\"#1a73e8\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        points.join(" ")
+    )
 }

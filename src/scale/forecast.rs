@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::PolicyConfig;
+use super::config::PolicyConfig;
 use crate::core::time::{from_millis, millis};
 
 /// How many learned rises are needed before the prior is dropped.

@@ -1,13 +1,20 @@
-//! Scaling: the pure policy (`policy`), what it learns from the load as it runs (`forecast`), and the loop that
-//! acts on its decisions through a cloud provider and a balancer (`run`).
+//! Scaling: the pure policy (`policy`), what it learns from the load as it runs (`forecast`), extra signals
+//! (`signal`), and the loop that acts on its decisions through a cloud provider and a balancer (`service`).
+//!
+//! Rooms: `config.rs` the `[scale]` section and policy settings; `policy.rs`, `forecast.rs`, `names.rs` the pure
+//! deciders; `signal.rs` the Prometheus edge and its vote; `service.rs` the orchestrator; `store.rs` its SQL;
+//! `web.rs` its status block; `report.rs` what `tend fleet` and `tend scale --once` print.
 
-pub mod cli;
 pub mod config;
 pub mod forecast;
+pub mod names;
 pub mod policy;
 pub mod report;
-pub mod run;
+pub mod service;
 pub mod signal;
+pub mod store;
+pub mod web;
 
 pub use config::ScaleConfig;
-pub use run::{CycleReport, FleetStatus, Orchestrator, Outcome, ScaleError};
+pub use service::{CycleReport, Orchestrator, Outcome, ScaleError};
+pub use web::FleetStatus;

@@ -28,10 +28,9 @@
 //!
 //! Use: every interval call [`Policy::observe`] (it updates the memory), then [`Policy::decide`] (pure).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use serde::Deserialize;
-
+use super::config::PolicyConfig;
 use super::forecast::{History, Snapshot};
 
 /// Lifecycle of an instance as the provider reports it.
@@ -98,168 +97,10 @@ impl Decision {
     }
 }
 
-/// The `[scale]` policy settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {
-    /// Add instances when the median load (percent) is above this.
-    pub high: f64,
-    /// Remove one only when the predicted load after removal, median·n/(n−1), is below this (percent).
-    pub low: f64,
-    /// Never fewer instances than this (scales up from zero too).
-    pub min: u32,
-    /// Never more instances than this.
-    pub max: u32,
-    /// At most this many instances added in one decision.
-    pub max_step: u32,
-    /// How often the policy runs.
-    #[serde(with = "crate::core::duration")]
-    pub interval: Duration,
-    /// Each instance's load is averaged over this window.
-    #[serde(with = "crate::core::duration")]
-    pub window: Duration,
-    /// An instance without data younger than this is booting (capacity on the way); older, its data is missing.
-    #[serde(with = "crate::core::duration")]
-    pub boot_grace: Duration,
-    /// Keep headroom for the demand rises learned from the load's history (off: the plain seed rules).
-    pub predictive: bool,
-    /// Share of the time (percent) the fleet may be short of demand; sets the quantile of learned rises to cover.
-    pub overload_budget: f64,
-    /// Headroom (percent of demand) assumed until enough rises have been learned.
-    pub prior_headroom: f64,
-    /// A median load at or above this (percent) means saturated: the real demand is unknown.
-    pub saturated: f64,
-    /// On saturation, grow the serving fleet by this factor in one step.
-    pub surge: f64,
-    /// How long learned rises are remembered.
-    #[serde(with = "crate::core::duration")]
-    pub memory: Duration,
-    /// The forecast starts from the highest demand seen within this span (spikes come in clusters).
-    #[serde(with = "crate::core::duration")]
-    pub settle: Duration,
-}
-
-/// Default `high`.
-pub const DEFAULT_HIGH: f64 = 90.0;
-/// Default `low`.
-pub const DEFAULT_LOW: f64 = 80.0;
-/// Default `min`.
-pub const DEFAULT_MIN: u32 = 1;
-/// Default `max`.
-pub const DEFAULT_MAX: u32 = 20;
-/// Default `max_step`.
-pub const DEFAULT_MAX_STEP: u32 = 10;
-/// Default `interval`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-/// Default `window`.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
-/// Default `boot_grace`.
-pub const DEFAULT_BOOT_GRACE: Duration = Duration::from_secs(300);
-/// Default `overload_budget` (percent of the time): half of a 0.1 % SLO, because a learned rise is one window
-/// average (peaks within it are hidden) and one missed rise overloads the fleet until new capacity serves.
-pub const DEFAULT_OVERLOAD_BUDGET: f64 = 0.05;
-/// Default `prior_headroom` (percent of demand).
-pub const DEFAULT_PRIOR_HEADROOM: f64 = 100.0;
-/// Default `saturated` (percent).
-pub const DEFAULT_SATURATED: f64 = 99.0;
-/// Default `surge` factor.
-pub const DEFAULT_SURGE: f64 = 4.0;
-/// Default `memory`: a week, to see every day of it.
-pub const DEFAULT_MEMORY: Duration = Duration::from_secs(7 * 86_400);
-
 /// A removal must leave the forecast (which already holds the learned headroom) at most this load (percent) on
 /// the smaller fleet, or `high` if that is higher: enough hysteresis against churn without paying `high`'s margin
 /// on top of the headroom.
 pub const FORECAST_FIT: f64 = 95.0;
-
-/// Default `settle`.
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(300);
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            high: DEFAULT_HIGH,
-            low: DEFAULT_LOW,
-            min: DEFAULT_MIN,
-            max: DEFAULT_MAX,
-            max_step: DEFAULT_MAX_STEP,
-            interval: DEFAULT_INTERVAL,
-            window: DEFAULT_WINDOW,
-            boot_grace: DEFAULT_BOOT_GRACE,
-            predictive: true,
-            overload_budget: DEFAULT_OVERLOAD_BUDGET,
-            prior_headroom: DEFAULT_PRIOR_HEADROOM,
-            saturated: DEFAULT_SATURATED,
-            surge: DEFAULT_SURGE,
-            memory: DEFAULT_MEMORY,
-            settle: DEFAULT_SETTLE,
-        }
-    }
-}
-
-/// A policy setting that cannot work.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PolicyConfigError {
-    /// The band is empty or outside 0..=100.
-    #[error("scale: low ({low}) must be below high ({high}), both within 0..=100")]
-    Band {
-        /// `low`.
-        low: f64,
-        /// `high`.
-        high: f64,
-    },
-    /// min above max, or max 0.
-    #[error("scale: min ({min}) must not exceed max ({max}), and max must be at least 1")]
-    Bounds {
-        /// `min`.
-        min: u32,
-        /// `max`.
-        max: u32,
-    },
-    /// Some other field out of range.
-    #[error("scale: {field} {problem}")]
-    Field {
-        /// Field name.
-        field: &'static str,
-        /// What is wrong.
-        problem: &'static str,
-    },
-}
-
-impl PolicyConfig {
-    /// Checks the settings (pure).
-    pub fn validate(&self) -> Result<(), PolicyConfigError> {
-        if !(0.0 < self.low && self.low < self.high && self.high <= 100.0) {
-            return Err(PolicyConfigError::Band {
-                low: self.low,
-                high: self.high,
-            });
-        }
-        if self.min > self.max || self.max == 0 {
-            return Err(PolicyConfigError::Bounds {
-                min: self.min,
-                max: self.max,
-            });
-        }
-        let field = |field, problem| Err(PolicyConfigError::Field { field, problem });
-        if self.max_step == 0 {
-            return field("max_step", "must be at least 1");
-        }
-        if self.interval.is_zero() || self.window.is_zero() {
-            return field("interval/window", "must be longer than 0s");
-        }
-        if !(0.0..100.0).contains(&self.overload_budget) {
-            return field("overload_budget", "must be within 0..100 (percent)");
-        }
-        if self.prior_headroom.is_nan() || self.prior_headroom < 0.0 {
-            return field("prior_headroom", "must be 0 or more (percent)");
-        }
-        if self.surge.is_nan() || self.surge < 1.0 {
-            return field("surge", "must be 1 or more");
-        }
-        Ok(())
-    }
-}
 
 /// What the policy sees in a fleet: the numbers behind a decision (for `tend scale --once` and the status page).
 #[derive(Debug, Clone, PartialEq)]

@@ -4,55 +4,23 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use super::policy::Decision;
-use super::run::CycleReport;
-use crate::cloud::{CloudError, Instance, Provider};
-use crate::web::page::escape;
-
-/// The live instances named `{prefix}-…` with their load over `window` (`tend fleet`).
-pub async fn fleet(
-    provider: &dyn Provider,
-    prefix: &str,
-    window: Duration,
-) -> Result<Vec<(Instance, Option<f64>)>, CloudError> {
-    let listed = provider
-        .list(&super::run::name_prefix(prefix))
-        .await?
-        .into_iter()
-        .filter(|i| i.state.is_live())
-        .collect::<Vec<_>>();
-    let running: Vec<String> = listed
-        .iter()
-        .filter(|i| i.state == crate::cloud::State::Running)
-        .map(|i| i.id.clone())
-        .collect();
-    let loads = provider.load(&running, window).await?;
-    Ok(listed
-        .into_iter()
-        .map(|i| {
-            let load = running
-                .iter()
-                .position(|r| *r == i.id)
-                .and_then(|p| loads.get(p).copied().flatten());
-            (i, load)
-        })
-        .collect())
-}
+use super::service::CycleReport;
+use crate::cloud::Instance;
 
 fn age(launched: SystemTime, now: SystemTime) -> String {
     let secs = now.duration_since(launched).unwrap_or_default().as_secs();
-    humantime::format_duration(Duration::from_secs(secs))
-        .to_string()
+    crate::core::duration::seconds(Duration::from_secs(secs))
         .split(' ')
         .take(2)
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn load_text(load: Option<f64>) -> String {
+pub(super) fn load_text(load: Option<f64>) -> String {
     load.map_or_else(|| "no data".into(), |l| format!("{l:.1}%"))
 }
 
-fn address(i: &Instance) -> String {
+pub(super) fn address(i: &Instance) -> String {
     match (i.address(), i.port) {
         (Some(a), Some(p)) => format!("{a}:{p}"),
         (Some(a), None) => a.to_string(),
@@ -113,7 +81,7 @@ pub fn fleet_json(fleet: &[(Instance, Option<f64>)]) -> serde_json::Value {
     )
 }
 
-fn decision_line(d: &Decision) -> String {
+pub(super) fn decision_line(d: &Decision) -> String {
     match d {
         Decision::Hold { .. } => "hold".into(),
         Decision::Add { count, .. } => format!("add {count}"),
@@ -121,8 +89,8 @@ fn decision_line(d: &Decision) -> String {
     }
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.1}%"))
+pub(super) fn pct(v: Option<f64>) -> String {
+    crate::core::stats::percent(v)
 }
 
 /// `tend scale --once`: the fleet, the median, the predicted load and the decision with its reason.
@@ -154,47 +122,14 @@ pub fn cycle_text(r: &CycleReport) -> String {
     out
 }
 
-fn outcome_text(r: &CycleReport) -> String {
-    use super::run::Outcome;
+pub(super) fn outcome_text(r: &CycleReport) -> String {
+    use super::service::Outcome;
     match &r.outcome {
         Outcome::Nothing => "nothing to do".into(),
         Outcome::Done(ids) => format!("done: {}", ids.join(", ")),
         Outcome::DryRun(what) => format!("dry run, would {what}"),
         Outcome::Failed { error, .. } => format!("FAILED: {error}"),
     }
-}
-
-/// The status page's fleet section.
-pub fn status_html(latest: Option<&CycleReport>) -> String {
-    let Some(r) = latest else {
-        return "<section><h2>Fleet</h2><p>No scaling cycle has run yet.</p></section>".into();
-    };
-    let a = &r.assessment;
-    let mut rows = String::new();
-    for (i, load) in &r.instances {
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&i.id),
-            escape(&i.name),
-            i.state.as_str(),
-            escape(&address(i)),
-            load_text(*load)
-        );
-    }
-    format!(
-        "<section><h2>Fleet</h2><p>{} instance(s), median load {}, predicted after removing one {}.</p>\
-         <p>Last decision ({}): <strong>{}</strong>{}: {}. Outcome: {}.</p>\
-         <table><tr><th>id</th><th>name</th><th>state</th><th>address</th><th>load</th></tr>{rows}</table></section>",
-        a.total,
-        pct(a.median),
-        pct(a.predicted_after_removal),
-        humantime::format_rfc3339_seconds(r.at),
-        escape(&decision_line(&r.decision)),
-        if r.dry_run { " (dry run)" } else { "" },
-        escape(r.decision.reason()),
-        escape(&outcome_text(r)),
-    )
 }
 
 #[cfg(test)]
@@ -238,10 +173,5 @@ mod tests {
         let j = fleet_json(&[(inst("i-2", State::Pending, 5, now), None)]);
         assert_eq!(j[0]["load"], serde_json::Value::Null);
         assert_eq!(j[0]["state"], "pending");
-    }
-
-    #[test]
-    fn status_section_escapes_and_says_when_nothing_ran() {
-        assert!(status_html(None).contains("No scaling cycle"));
     }
 }

@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use super::fleet::SimFleet;
-use crate::scale::policy::{Decision, Fleet, InstanceState, Observed, Policy, PolicyConfig};
+use crate::scale::config::PolicyConfig;
+use crate::scale::policy::{Decision, Fleet, InstanceState, Observed, Policy};
 
 /// What a policy wants done.
 #[derive(Debug, Clone, PartialEq)]

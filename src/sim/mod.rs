@@ -42,47 +42,21 @@ use baselines::{AwsSimple, AwsTargetTracking, Bounds, K8sHpa, Seed, SimPolicy, T
 use engine::{Outcome, Scenario};
 pub use report::{PolicyReport, SimReport, print_report};
 
-use crate::scale::policy::{DEFAULT_MAX, Policy, PolicyConfig};
+use crate::scale::config::{DEFAULT_MAX, PolicyConfig};
+use crate::scale::policy::Policy;
 
-/// `tend simulate`: replay a load trace against scaling policies.
-///
-/// Example: `tend simulate --trace alibaba2018-30s.csv --step 30s --sweep --svg fleet.svg`
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimulateArgs {
+/// What `tend simulate` is asked: the trace, its load column, the options and where the report goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulateRequest {
     /// CSV file with a header row; each row is one step of load.
-    #[arg(long, value_name = "FILE")]
     pub trace: PathBuf,
-    /// Column holding the load (default: the first column).
-    #[arg(long, value_name = "NAME")]
+    /// Column holding the load (None: the first column).
     pub column: Option<String>,
-    /// Time between two rows of the trace, e.g. 30s.
-    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub step: Duration,
-    /// Demand at the trace's maximum, in fully loaded servers.
-    #[arg(long, value_name = "N", default_value_t = 20.0)]
-    pub peak: f64,
-    /// Time from creating an instance until it serves.
-    #[arg(long, value_name = "DUR", default_value = "2m", value_parser = humantime::parse_duration)]
-    pub boot: Duration,
-    /// Delay of every load metric.
-    #[arg(long, value_name = "DUR", default_value = "1m", value_parser = humantime::parse_duration)]
-    pub lag: Duration,
-    /// Allowed overloaded minutes, in percent of the trace.
-    #[arg(long, value_name = "PCT", default_value_t = 0.1)]
-    pub slo: f64,
-    /// Policy to run, as NAME[:KNOB=VALUE,...] (repeatable; default: all at their defaults). Names: tend, seed,
-    /// aws-simple, aws-target-tracking, k8s-hpa, oracle. E.g. --policy aws-target-tracking:target=68
-    #[arg(long, value_name = "NAME[:KNOB=VALUE,...]")]
-    pub policy: Vec<String>,
-    /// For each baseline, search its main knob for the cheapest setting that meets the SLO (tend stays at its
-    /// defaults).
-    #[arg(long)]
-    pub sweep: bool,
+    /// Everything else the simulation needs.
+    pub options: SimOptions,
     /// Draw demand and each policy's serving capacity over time into this SVG file.
-    #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
-    /// Print the report as JSON (fields under `policies`) instead of a table.
-    #[arg(long)]
+    /// Print the report as JSON instead of a table.
     pub json: bool,
 }
 
@@ -242,7 +216,9 @@ impl PolicySpec {
         };
         let config: PolicyConfig =
             toml::from_str(&text).map_err(|e| err(e.message().to_string()))?;
-        config.validate().map_err(|e| err(e.to_string()))?;
+        if let Some(problem) = config.validate("tend").first() {
+            return Err(err(problem.message.clone()));
+        }
         Ok(config)
     }
 }
@@ -279,26 +255,6 @@ impl Default for SimOptions {
             policies: Vec::new(),
             sweep: false,
         }
-    }
-}
-
-impl SimOptions {
-    /// The options of `tend simulate` flags.
-    pub fn from_args(args: &SimulateArgs) -> Result<Self, SimError> {
-        let policies = args
-            .policy
-            .iter()
-            .map(|p| PolicySpec::parse(p))
-            .collect::<Result<_, _>>()?;
-        Ok(SimOptions {
-            step: args.step,
-            peak: args.peak,
-            boot: args.boot,
-            lag: args.lag,
-            slo: args.slo,
-            policies,
-            sweep: args.sweep,
-        })
     }
 }
 
@@ -472,12 +428,15 @@ fn run_parallel(
 }
 
 /// `tend simulate`: loads the trace, runs, writes the table (or JSON) to `out` and the SVG if asked.
-pub fn run(args: &SimulateArgs, out: &mut dyn std::io::Write) -> Result<SimReport, SimError> {
-    let opts = SimOptions::from_args(args)?;
-    let values = trace::load_trace(&args.trace, args.column.as_deref())?;
-    let report = run_values(&values, &args.trace.display().to_string(), &opts)?;
-    print_report(&report, args.json, out)?;
-    if let Some(path) = &args.svg {
+pub fn run(request: &SimulateRequest, out: &mut dyn std::io::Write) -> Result<SimReport, SimError> {
+    let values = trace::load_trace(&request.trace, request.column.as_deref())?;
+    let report = run_values(
+        &values,
+        &request.trace.display().to_string(),
+        &request.options,
+    )?;
+    print_report(&report, request.json, out)?;
+    if let Some(path) = &request.svg {
         report::write_svg(&report, path)?;
     }
     Ok(report)

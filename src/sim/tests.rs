@@ -228,27 +228,19 @@ fn cli_runs_a_trace_with_json_and_svg() {
     }
     std::fs::write(&trace, text).unwrap();
     let svg = dir.path().join("fleet.svg");
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SimulateArgs,
-    }
-    let cli = Cli::parse_from([
-        "tend",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--column",
-        "load",
-        "--step",
-        "30s",
-        "--sweep",
-        "--json",
-        "--svg",
-        svg.to_str().unwrap(),
-    ]);
+    let request = SimulateRequest {
+        trace: trace.clone(),
+        column: Some("load".into()),
+        options: SimOptions {
+            step: Duration::from_secs(30),
+            sweep: true,
+            ..SimOptions::default()
+        },
+        svg: Some(svg.clone()),
+        json: true,
+    };
     let mut out = Vec::new();
-    let report = super::run(&cli.args, &mut out).unwrap();
+    let report = super::run(&request, &mut out).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let policies = json["policies"].as_array().unwrap();
     assert_eq!(policies.len(), 6);
@@ -288,16 +280,12 @@ fn cli_runs_a_trace_with_json_and_svg() {
         assert!(table.contains(name));
     }
     // A bad column is a clear error.
-    let cli = Cli::parse_from([
-        "tend",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--column",
-        "cpu",
-    ]);
-    let e = super::run(&cli.args, &mut Vec::new())
-        .unwrap_err()
-        .to_string();
+    let bad = SimulateRequest {
+        column: Some("cpu".into()),
+        svg: None,
+        ..request
+    };
+    let e = super::run(&bad, &mut Vec::new()).unwrap_err().to_string();
     assert!(e.contains("no column \"cpu\""), "{e}");
 }
 
@@ -326,19 +314,4 @@ fn tend_generalises_to_smooth_diurnal_traffic() {
             b.server_hours
         );
     }
-}
-
-#[test]
-fn the_cli_defaults_are_the_default_options() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SimulateArgs,
-    }
-    let cli = Cli::parse_from(["tend", "--trace", "t.csv"]);
-    assert_eq!(
-        SimOptions::from_args(&cli.args).unwrap(),
-        SimOptions::default()
-    );
 }

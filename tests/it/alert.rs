@@ -104,11 +104,21 @@ fn starttls_with_login_delivers() {
     let alerter = start(&store, &text);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(alerter.notify_now(
-        Alert::event("Test", "tls", Level::Notice, "Over STARTTLS", "hello"),
+        Alert::new(
+            tend::core::Event::TestAlert,
+            "tls",
+            Level::Notice,
+            "Over STARTTLS",
+            "hello",
+        ),
         Duration::from_secs(20),
     ));
     assert_eq!(report.len(), 1);
-    assert!(report[0].1.is_ok(), "{report:?}");
+    assert_eq!(
+        report[0].1,
+        tend::alert::DeliveryReport::Accepted,
+        "{report:?}"
+    );
     let mails = sink.wait_for(1);
     assert!(
         mails[0].contains("Subject: NOTICE: Over STARTTLS"),
@@ -136,8 +146,8 @@ fn a_rejected_login_is_retried_and_reported_not_lost() {
         )
     };
     let alerter = start(&store, &notifier("wrong"));
-    alerter.send(Alert::event(
-        "Test",
+    alerter.send(Alert::new(
+        tend::core::Event::TestAlert,
         "login",
         Level::Error,
         "Needs a login",
@@ -181,9 +191,9 @@ fn alerts_sent_while_smtp_is_down_go_out_after_a_restart_once_each() {
         let store = Store::open(&path).unwrap();
         let alerter = start(&store, &text);
         for i in 0..20 {
-            alerter.send(Alert::event(
-                "Test",
-                &format!("k{i}"),
+            alerter.send(Alert::new(
+                tend::core::Event::TestAlert,
+                format!("k{i}"),
                 Level::Error,
                 format!("alert number {i}"),
                 "b",
@@ -263,9 +273,9 @@ fn fifty_distinct_alerts_in_a_burst_make_one_digest() {
         ),
     );
     for i in 0..50 {
-        alerter.send(Alert::event(
-            "MonitorDown",
-            &format!("site{i}"),
+        alerter.send(Alert::new(
+            tend::core::Event::MonitorDown,
+            format!("site{i}"),
             Level::Error,
             format!("site{i} is down"),
             "HTTP 503",
@@ -316,8 +326,8 @@ async fn a_webhook_that_fails_once_gets_the_message_exactly_once() {
          url = \"http://{addr}/hook\"\nformat = \"slack\"\n"
     );
     let alerter = start(&store, &text);
-    alerter.send(Alert::event(
-        "MonitorDown",
+    alerter.send(Alert::new(
+        tend::core::Event::MonitorDown,
         "shop",
         Level::Error,
         "shop is down",

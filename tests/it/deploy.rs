@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tend::deploy::config::Hosts;
-use tend::deploy::rollout::{FailedStage, RolloutSink};
+use tend::deploy::report::{FailedStage, RolloutSink};
 use tend::deploy::{
     DeployConfig, DeployContext, HostResult, RolloutSummary, Verdict, build_plan, deploy,
 };
@@ -37,7 +37,7 @@ fn config(hosts: &SshHosts, steps: &[String], extra: &str) -> DeployConfig {
         hosts.ssh_config,
     );
     let config: DeployConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    config.validate().unwrap();
+    assert_eq!(config.validate(), vec![]);
     config
 }
 

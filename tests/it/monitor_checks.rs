@@ -31,7 +31,7 @@ fn http(url: String, edit: impl FnOnce(&mut TargetConfig)) -> TargetConfig {
 async fn check_with(checker: &Checker, target: TargetConfig) -> Outcome {
     let mut config = monitor();
     config.target = vec![target];
-    config.validate().expect("valid target");
+    assert_eq!(config.validate(), vec![]);
     let probe = Probe::new(&config.target[0], &config).expect("probe");
     checker.check(&probe).await
 }
@@ -350,7 +350,7 @@ fn scheduler_config(server: &TargetServer) -> MonitorConfig {
 fn alerts(seen: &[Message]) -> Vec<&'static str> {
     seen.iter()
         .filter_map(|m| match m {
-            Message::Alert(a @ Alert::Single { index: 0, .. }) => Some(a.name()),
+            Message::Alert(a @ Alert::Single { index: 0, .. }) => Some(a.name().name()),
             _ => None,
         })
         .collect()
@@ -373,10 +373,9 @@ fn states(seen: &[Message]) -> Vec<State> {
 async fn an_outage_alerts_once_down_and_once_up_even_across_a_restart() {
     let server = TargetServer::start().await;
     let config = scheduler_config(&server);
-    config.validate().expect("valid");
+    assert_eq!(config.validate(), vec![]);
     let checker = Checker::new(&config).expect("checker");
-    let is_alert =
-        |name: &'static str| move |m: &Message| matches!(m, Message::Alert(a) if a.name() == name);
+    let is_alert = |name: &'static str| move |m: &Message| matches!(m, Message::Alert(a) if a.name().name() == name);
 
     // First run: up, then the site fails and goes down.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);

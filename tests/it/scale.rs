@@ -10,8 +10,9 @@ use tend::cloud::Provider;
 use tend::cloud::aws::AwsProvider;
 use tend::cloud::sim::SimProvider;
 use tend::metrics::Metrics;
-use tend::scale::policy::{Decision, PolicyConfig};
-use tend::scale::run::recent_decisions;
+use tend::scale::config::PolicyConfig;
+use tend::scale::policy::Decision;
+use tend::scale::store::recent_decisions;
 use tend::scale::{FleetStatus, Orchestrator, Outcome, ScaleConfig};
 use tend::store::Store;
 

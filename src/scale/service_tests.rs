@@ -1,7 +1,8 @@
 use super::*;
 use crate::balancer::testing::FakeBalancer;
 use crate::cloud::testing::{FakeProvider, Op};
-use crate::scale::policy::PolicyConfig;
+use crate::scale::config::PolicyConfig;
+use crate::scale::store::{memory_key, recent_decisions};
 
 struct Rig {
     provider: Arc<FakeProvider>,

@@ -31,7 +31,7 @@ pub fn record(
         )?;
         for (alert, at) in alerts {
             let existing: Option<i64> = find
-                .query_row(params![alert.key, at - window_ms], |r| r.get(0))
+                .query_row(params![alert.key(), at - window_ms], |r| r.get(0))
                 .optional()?;
             match existing {
                 Some(id) => {
@@ -39,7 +39,7 @@ pub fn record(
                 }
                 None => {
                     insert.execute(params![
-                        alert.key,
+                        alert.key(),
                         alert.severity.as_str(),
                         alert.subject,
                         alert.body,

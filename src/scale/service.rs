@@ -1,4 +1,4 @@
-//! The orchestrator: each interval, list the fleet and its load, let the pure [`Policy`] decide, act through
+//! The orchestrator, the scaler's loop: each interval, list the fleet and its load, let the pure [`Policy`] decide, act through
 //! the [`Provider`] and the [`Balancer`], store the decision with its inputs, log it and alert on every action
 //! and failure (`ScaledUp`, `ScaledDown`, `ScaleFailed`).
 //!
@@ -10,18 +10,23 @@
 //! retried create never makes two.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::ScaleConfig;
+use super::names::{name_prefix, new_name};
 use super::policy::{Assessment, Decision, Fleet, InstanceState, Observed, Policy};
+use super::store::{self, DecisionRow, MEMORY_EVERY};
+use super::web::FleetStatus;
+use super::{ScaleConfig, signal};
 use crate::alert::{Alert, Alerter};
 use crate::balancer::Balancer;
-use crate::cloud::{CloudError, Instance, Provider};
-use crate::core::Level;
+use crate::cloud::{CloudConfig, CloudError, Instance, Provider};
+use crate::core::Event::{ScaleFailed, ScaledDown, ScaledUp};
+use crate::core::stats::percent;
 use crate::core::time::millis;
+use crate::core::{Level, duration};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::store::{Store, StoreError};
 
@@ -32,7 +37,7 @@ pub enum ScaleError {
     #[error("{0}")]
     Cloud(#[from] CloudError),
     /// A call did not finish within `scale.call_timeout`.
-    #[error("{op} did not finish within {}", humantime::format_duration(*.timeout))]
+    #[error("{op} did not finish within {}", duration::exact(*.timeout))]
     Timeout {
         /// The call.
         op: &'static str,
@@ -63,7 +68,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_text(&self) -> String {
+    /// The outcome in words ("done: i-1, i-2").
+    pub fn as_text(&self) -> String {
         match self {
             Outcome::Nothing => "nothing to do".into(),
             Outcome::Done(ids) => format!("done: {}", ids.join(", ")),
@@ -91,27 +97,6 @@ pub struct CycleReport {
     pub outcome: Outcome,
     /// Whether this was a dry run.
     pub dry_run: bool,
-}
-
-/// The latest cycle, shared with the status page.
-#[derive(Debug, Clone, Default)]
-pub struct FleetStatus(Arc<Mutex<Option<CycleReport>>>);
-
-impl FleetStatus {
-    /// The latest cycle, if any ran.
-    pub fn latest(&self) -> Option<CycleReport> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, report: CycleReport) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
-    }
-}
-
-impl crate::web::Section for FleetStatus {
-    fn render(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + '_>> {
-        Box::pin(async move { super::report::status_html(self.latest().as_ref()) })
-    }
 }
 
 /// The metrics the loop keeps.
@@ -188,68 +173,11 @@ pub struct Orchestrator {
     memory_saved: Option<tokio::time::Instant>,
 }
 
-/// How often the policy's memory is written to the store (and once more at shutdown).
-pub const MEMORY_EVERY: Duration = Duration::from_secs(300);
-
-/// The `meta` key under which the policy's memory of a fleet is kept.
-pub fn memory_key(prefix: &str) -> String {
-    format!("scale.memory.{prefix}")
-}
-
-/// The policy with the memory the store kept for this fleet; a fresh one when there is none or it is unreadable
-/// (said in the log: learning starts again, under the prior headroom).
-fn load_policy(store: &Store, prefix: &str) -> Policy {
-    let key = memory_key(prefix);
-    match store.meta_get(&key) {
-        Ok(None) => Policy::new(),
-        Ok(Some(json)) => match serde_json::from_str(&json) {
-            Ok(snapshot) => Policy::restore(&snapshot),
-            Err(error) => {
-                tracing::warn!(fleet = %prefix, %error, "The stored scaling memory is unreadable; learning again");
-                Policy::new()
-            }
-        },
-        Err(error) => {
-            tracing::warn!(fleet = %prefix, %error, "Cannot read the scaling memory; learning again");
-            Policy::new()
-        }
-    }
-}
-
 impl std::fmt::Debug for Orchestrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Orchestrator")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
-    }
-}
-
-/// The `{prefix}-` every managed instance's name starts with.
-pub fn name_prefix(prefix: &str) -> String {
-    format!("{prefix}-")
-}
-
-/// A new instance name `{prefix}-{base36 millis}{4 random}` not among `taken`.
-pub fn new_name(prefix: &str, now: SystemTime, taken: &HashSet<String>) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let base36 = |mut n: u128, width: usize| {
-        let mut s = Vec::new();
-        while n > 0 || s.len() < width {
-            s.push(DIGITS[(n % 36) as usize]);
-            n /= 36;
-        }
-        s.reverse();
-        String::from_utf8(s).unwrap_or_default()
-    };
-    let time = base36(millis(now).max(0) as u128, 8);
-    loop {
-        let name = format!(
-            "{prefix}-{time}{}",
-            base36(u128::from(fastrand::u32(..36u32.pow(4))), 4)
-        );
-        if !taken.contains(&name) {
-            return name;
-        }
     }
 }
 
@@ -271,7 +199,7 @@ impl Orchestrator {
             prefix: prefix.to_string(),
             provider,
             balancer,
-            policy: load_policy(&store, prefix),
+            policy: restore_policy(&store, prefix),
             store,
             alerter,
             status,
@@ -289,17 +217,15 @@ impl Orchestrator {
     pub async fn save_memory(&mut self) {
         self.memory_saved = Some(tokio::time::Instant::now());
         let snapshot = self.policy.history().snapshot();
-        let (store, key) = (self.store.clone(), memory_key(&self.prefix));
-        let saved = tokio::task::spawn_blocking(move || {
-            let json = serde_json::to_string(&snapshot).map_err(|e| e.to_string())?;
-            store.meta_set(&key, &json).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        if let Err(error) = saved {
+        if let Err(error) = store::save_memory(&self.store, &self.prefix, &snapshot).await {
             tracing::warn!(fleet = %self.prefix, %error, "Cannot save the scaling memory");
         }
+    }
+
+    /// Publishes each cycle to `status` (the status page's view) instead of a view of its own.
+    pub fn with_status(mut self, status: FleetStatus) -> Orchestrator {
+        self.status = status;
+        self
     }
 
     /// The shared view of the latest cycle.
@@ -345,8 +271,8 @@ impl Orchestrator {
 
     fn fail(&self, what: &str, error: &ScaleError) {
         self.metrics.failed.inc();
-        self.alerter.send(Alert::event(
-            "ScaleFailed",
+        self.alerter.send(Alert::new(
+            ScaleFailed,
             &self.prefix,
             Level::Error,
             format!("Scaling {} failed: {what}", self.prefix),
@@ -367,11 +293,7 @@ impl Orchestrator {
             }
         };
         let live: Vec<Instance> = listed.into_iter().filter(|i| i.state.is_live()).collect();
-        let running: Vec<String> = live
-            .iter()
-            .filter(|i| i.state == crate::cloud::State::Running)
-            .map(|i| i.id.clone())
-            .collect();
+        let running = running_ids(&live);
         let window = self.config.policy.window;
         let loads = match self
             .call("load", self.provider.load(&running, window))
@@ -383,19 +305,7 @@ impl Orchestrator {
                 return Err(e);
             }
         };
-        let load_of = |id: &str| {
-            running
-                .iter()
-                .position(|r| r == id)
-                .and_then(|p| loads.get(p).copied().flatten())
-        };
-        let instances: Vec<(Instance, Option<f64>)> = live
-            .into_iter()
-            .map(|i| {
-                let l = load_of(&i.id);
-                (i, l)
-            })
-            .collect();
+        let instances = with_loads(live, &running, &loads);
         self.register_running(&instances).await;
         let fleet = Fleet {
             instances: instances
@@ -446,7 +356,7 @@ impl Orchestrator {
         let mut reads = tokio::task::JoinSet::new();
         for (i, s) in self.config.signal.iter().enumerate() {
             let (client, s) = (self.http.clone(), s.clone());
-            reads.spawn(async move { (i, super::signal::read(&client, &s).await) });
+            reads.spawn(async move { (i, signal::read(&client, &s).await) });
         }
         let mut values: Vec<Result<f64, String>> =
             vec![Err("not read".into()); self.config.signal.len()];
@@ -461,14 +371,10 @@ impl Orchestrator {
                 tracing::warn!(alert = false, signal = %s.name, %error, "Scaling signal has no value");
             }
             let shown = value.clone().unwrap_or(f64::NAN);
-            votes.push((
-                s.name.clone(),
-                shown,
-                super::signal::vote(value, n, s.high, s.low),
-            ));
+            votes.push((s.name.clone(), shown, signal::vote(value, n, s.high, s.low)));
         }
         let p = &self.config.policy;
-        super::signal::combine(decision, &votes, n, p.max, p.max_step, booting)
+        signal::combine(decision, &votes, n, p.max, p.max_step, booting)
     }
 
     /// Registers running instances not registered yet by this process (registering is idempotent, so after a
@@ -567,8 +473,8 @@ impl Orchestrator {
                 }
                 self.metrics.removed.inc();
                 crate::notice!(instance = %id, name = %victim.name, "Terminated an instance");
-                self.alerter.send(Alert::event(
-                    "ScaledDown",
+                self.alerter.raise(Alert::new(
+                    ScaledDown,
                     &self.prefix,
                     Level::Notice,
                     format!("Scaled {} down: {n} → {}", self.prefix, n - 1),
@@ -583,8 +489,8 @@ impl Orchestrator {
         if done.is_empty() {
             return;
         }
-        self.alerter.send(Alert::event(
-            "ScaledUp",
+        self.alerter.raise(Alert::new(
+            ScaledUp,
             &self.prefix,
             Level::Notice,
             format!("Scaled {} up: {n} → {}", self.prefix, n + done.len()),
@@ -606,7 +512,7 @@ impl Orchestrator {
         let outcome = r.outcome.as_text();
         if action != "hold" || reason != self.last_reason {
             crate::notice!(action, count, reason = %reason, outcome = %outcome, dry_run = r.dry_run,
-                median = ?a.median, instances = r.instances.len(), "Scaling decision");
+                median = %percent(a.median), instances = r.instances.len(), "Scaling decision");
         } else {
             crate::info!(action, reason = %reason, "Scaling decision (unchanged)");
         }
@@ -621,114 +527,114 @@ impl Orchestrator {
                 .collect::<Vec<_>>(),
         )
         .unwrap_or_default();
-        let row = (
-            millis(r.at),
+        let row = DecisionRow {
+            at: millis(r.at),
             action,
             count,
             instance,
             reason,
-            r.dry_run,
-            r.instances.len() as i64,
-            a.median,
-            a.predicted_after_removal,
+            dry_run: r.dry_run,
+            instances: r.instances.len() as i64,
+            median: a.median,
+            predicted: a.predicted_after_removal,
             fleet,
             outcome,
-        );
-        let stored = self
-            .store
-            .call(move |c| {
-                c.execute(
-                    "INSERT INTO scale_decisions (at, action, count, instance, reason, dry_run, instances,
-                        median, predicted, fleet, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    rusqlite::params![
-                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10
-                    ],
-                )
-            })
-            .await;
-        if let Err(error) = stored {
+        };
+        if let Err(error) = store::record_decision(&self.store, row).await {
             tracing::error!(%error, "Cannot store the scaling decision");
         }
         self.status.set(r.clone());
     }
 }
 
-/// A stored decision, for reports and tests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredDecision {
-    /// `hold`, `add` or `remove`.
-    pub action: String,
-    /// Instances added (1 for a removal).
-    pub count: u32,
-    /// The instance removed.
-    pub instance: Option<String>,
-    /// Why.
-    pub reason: String,
-    /// Whether it was a dry run.
-    pub dry_run: bool,
-    /// Live instances seen.
-    pub instances: i64,
-    /// Median load seen.
-    pub median: Option<f64>,
-    /// The inputs: every instance with its state and load, as JSON.
-    pub fleet: String,
-    /// What was done.
-    pub outcome: String,
+impl Orchestrator {
+    /// The orchestrator `[scale]` and `[cloud]` describe, with its provider and balancer clients; `dry_run` forces
+    /// a dry run whatever the config says.
+    pub async fn build(
+        scale: &ScaleConfig,
+        cloud: &CloudConfig,
+        store: &Store,
+        alerter: &Alerter,
+        metrics: &Metrics,
+        dry_run: bool,
+    ) -> Result<Orchestrator, CloudError> {
+        let provider = crate::cloud::build(cloud, store).await?;
+        let balancer = match &scale.balancer {
+            Some(b) => {
+                Some(crate::balancer::build(b, cloud.aws.as_ref(), cloud.retry.clone()).await?)
+            }
+            None => None,
+        };
+        let mut config = scale.clone();
+        config.dry_run |= dry_run;
+        Ok(Orchestrator::new(
+            config,
+            &cloud.prefix,
+            provider,
+            balancer,
+            store.clone(),
+            alerter.clone(),
+            metrics,
+            FleetStatus::default(),
+        ))
+    }
 }
 
-/// The last `limit` stored decisions, newest first.
-pub fn recent_decisions(store: &Store, limit: u32) -> Result<Vec<StoredDecision>, StoreError> {
-    store.blocking(|c| {
-        let mut st = c.prepare(
-            "SELECT action, count, instance, reason, dry_run, instances, median, fleet, outcome
-             FROM scale_decisions ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], |r| {
-            Ok(StoredDecision {
-                action: r.get(0)?,
-                count: r.get(1)?,
-                instance: r.get(2)?,
-                reason: r.get(3)?,
-                dry_run: r.get(4)?,
-                instances: r.get(5)?,
-                median: r.get(6)?,
-                fleet: r.get(7)?,
-                outcome: r.get(8)?,
-            })
-        })?;
-        rows.collect()
-    })
+/// The policy with the memory the store kept for this fleet; a fresh one when there is none or it is unreadable
+/// (said in the log: learning starts again).
+fn restore_policy(store: &Store, prefix: &str) -> Policy {
+    match store::load_memory(store, prefix) {
+        Ok(None) => Policy::new(),
+        Ok(Some(snapshot)) => Policy::restore(&snapshot),
+        Err(error) => {
+            tracing::warn!(fleet = %prefix, %error, "Cannot restore the scaling memory; learning again");
+            Policy::new()
+        }
+    }
 }
 
-/// Builds the orchestrator the config describes (provider and balancer clients included); `dry_run` forces a
-/// dry run whatever the config says. `None` when the config has no `[scale]` or no `[cloud]`.
-pub async fn from_context(
-    ctx: &crate::app::Context,
-    dry_run: bool,
-    status: FleetStatus,
-) -> Result<Option<Orchestrator>, CloudError> {
-    let (Some(scale), Some(cloud)) = (&ctx.config.scale, &ctx.config.cloud) else {
-        return Ok(None);
-    };
-    let provider = crate::cloud::build(cloud, &ctx.store).await?;
-    let balancer = match &scale.balancer {
-        Some(b) => Some(crate::balancer::build(b, cloud.aws.as_ref(), cloud.retry.clone()).await?),
-        None => None,
-    };
-    let mut config = scale.clone();
-    config.dry_run |= dry_run;
-    Ok(Some(Orchestrator::new(
-        config,
-        &cloud.prefix,
-        provider,
-        balancer,
-        ctx.store.clone(),
-        ctx.alerter.clone(),
-        &ctx.metrics,
-        status,
-    )))
+/// The ids of the running instances (the ones whose load is read).
+pub fn running_ids(live: &[Instance]) -> Vec<String> {
+    live.iter()
+        .filter(|i| i.state == crate::cloud::State::Running)
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Each live instance with its load; `loads` is in the order of `running`.
+pub fn with_loads(
+    live: Vec<Instance>,
+    running: &[String],
+    loads: &[Option<f64>],
+) -> Vec<(Instance, Option<f64>)> {
+    live.into_iter()
+        .map(|i| {
+            let load = running
+                .iter()
+                .position(|r| *r == i.id)
+                .and_then(|p| loads.get(p).copied().flatten());
+            (i, load)
+        })
+        .collect()
+}
+
+/// The live instances named `{prefix}-…` with their load over `window` (`tend fleet`).
+pub async fn observe(
+    provider: &dyn Provider,
+    prefix: &str,
+    window: Duration,
+) -> Result<Vec<(Instance, Option<f64>)>, CloudError> {
+    let live: Vec<Instance> = provider
+        .list(&name_prefix(prefix))
+        .await?
+        .into_iter()
+        .filter(|i| i.state.is_live())
+        .collect();
+    let running = running_ids(&live);
+    let loads = provider.load(&running, window).await?;
+    Ok(with_loads(live, &running, &loads))
 }
 
 #[cfg(test)]
-#[path = "run_tests.rs"]
+#[path = "service_tests.rs"]
 mod tests;

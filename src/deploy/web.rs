@@ -1,0 +1,203 @@
+//! The deploy's web parts: `POST /hooks/deploy` (the signed CI trigger), `GET /api/deploys/{id}` and the
+//! status page block of the last ten deploys.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Json;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use super::service::{DeployServiceError, Deployer, LogSink};
+use super::store;
+use super::{DeployContext, Trigger, WebhookOutcome, WebhookRequest};
+use crate::core::time::millis;
+use crate::store::Store;
+use crate::web::Section;
+use crate::web::page::escape;
+
+#[derive(Clone)]
+struct HookState {
+    deployer: Deployer,
+    shutdown: CancellationToken,
+}
+
+type Answer = (StatusCode, Json<serde_json::Value>);
+
+fn refuse(status: u16, message: String) -> Answer {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        Json(serde_json::json!({ "error": message })),
+    )
+}
+
+/// `POST /hooks/deploy` (signed CI trigger) and `GET /api/deploys/{id}`.
+pub fn routes(deployer: Deployer, shutdown: CancellationToken) -> Router {
+    let limit = deployer
+        .config()
+        .webhook
+        .as_ref()
+        .map_or(1 << 20, |w| w.max_body_bytes);
+    Router::new()
+        .route(
+            "/hooks/deploy",
+            post(hook).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/api/deploys/{id}", get(one))
+        .with_state(HookState { deployer, shutdown })
+}
+
+async fn hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let trigger = match verified(&s.deployer, &headers, &body).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return (StatusCode::OK, Json(serde_json::json!({ "ok": "pong" }))),
+        Err(answer) => return answer,
+    };
+    let store = s.deployer.store().clone();
+    match store::record_delivery(&store, trigger.delivery.clone(), millis(SystemTime::now())).await
+    {
+        Ok(true) => {}
+        Ok(false) => return refuse(409, "this delivery was already received".into()),
+        Err(e) => return refuse(503, format!("store unavailable: {e}")),
+    }
+    let id = match start(&s, &trigger).await {
+        Ok(started) => started,
+        Err((status, e)) => {
+            // A deploy that cannot start frees its delivery id, so the CI's redelivery can try again.
+            if let Err(error) = store::forget_delivery(&store, trigger.delivery.clone()).await {
+                tracing::warn!(%error, "Cannot forget a webhook delivery id");
+            }
+            return refuse(status, e.to_string());
+        }
+    };
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "deploy": id, "url": format!("/api/deploys/{id}") })),
+    )
+}
+
+/// The signed request checked: `Ok(Some(trigger))` to deploy, `Ok(None)` for a ping, `Err` the refusal to send.
+async fn verified(
+    deployer: &Deployer,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<Trigger>, Answer> {
+    let Some(webhook) = deployer.config().webhook.clone() else {
+        return Err(refuse(404, "no [deploy.webhook] configured".into()));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = WebhookRequest {
+        signature: header("x-hub-signature-256"),
+        delivery: header("x-github-delivery"),
+        event: header("x-github-event"),
+        body,
+    };
+    // The replay check reads the one id this request carries (the generic body's id is derived by `verify`,
+    // so ask it first with "nothing seen", then look the resulting id up).
+    let outcome = match super::verify(&webhook, &request, |_| false) {
+        Ok(WebhookOutcome::Deploy(t)) => {
+            match store::delivery_seen(deployer.store(), t.delivery.clone()).await {
+                Ok(true) => super::verify(&webhook, &request, |_| true),
+                Ok(false) => Ok(WebhookOutcome::Deploy(t)),
+                Err(e) => return Err(refuse(503, format!("store unavailable: {e}"))),
+            }
+        }
+        other => other,
+    };
+    match outcome {
+        Err(refusal) => {
+            // The refusal's text never contains the secret (see webhook.rs).
+            tracing::warn!(status = refusal.status(), reason = %refusal, "Deploy webhook refused");
+            Err(refuse(refusal.status(), refusal.to_string()))
+        }
+        Ok(WebhookOutcome::Ping { .. }) => Ok(None),
+        Ok(WebhookOutcome::Deploy(t)) => Ok(Some(t)),
+    }
+}
+
+/// Plans and begins the deploy the trigger asks for; its rollout runs in the background.
+async fn start(s: &HookState, trigger: &Trigger) -> Result<i64, (u16, DeployServiceError)> {
+    let context = DeployContext {
+        commit: Some(trigger.commit.clone()),
+        branch: Some(trigger.branch.clone()),
+    };
+    let deployer = &s.deployer;
+    let plan = deployer.plan(context, None).await.map_err(|e| (422, e))?;
+    let id = deployer.begin(&plan, "webhook").await.map_err(|e| {
+        let status = if matches!(e, DeployServiceError::Locked { .. }) {
+            409
+        } else {
+            503
+        };
+        (status, e)
+    })?;
+    crate::notice!(event = %crate::core::Event::DeployStarted, deploy = id, commit = %trigger.commit,
+        branch = %trigger.branch, "Deploy triggered by webhook");
+    let (deployer, shutdown) = (deployer.clone(), s.shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(error) = deployer
+            .execute(id, plan, Arc::new(LogSink), shutdown)
+            .await
+        {
+            tracing::error!(deploy = id, %error, "Deploy could not run");
+        }
+    });
+    Ok(id)
+}
+
+async fn one(State(s): State<HookState>, Path(id): Path<i64>) -> Answer {
+    match store::get(s.deployer.store(), id).await {
+        Ok(Some(v)) => (
+            StatusCode::OK,
+            Json(serde_json::to_value(v).unwrap_or_default()),
+        ),
+        Ok(None) => refuse(404, format!("no deploy #{id}")),
+        Err(e) => refuse(503, e.to_string()),
+    }
+}
+
+/// The status page block: the last ten deploys.
+pub struct DeploySection(pub Store);
+
+impl Section for DeploySection {
+    fn render(&self) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
+        Box::pin(async move {
+            let rows = store::recent(&self.0, 10).await.unwrap_or_default();
+            let mut html = String::from("<section id=\"deploys\"><h2>Deploys</h2>");
+            if rows.is_empty() {
+                html.push_str("<p class=\"muted\">No deploy yet: run <code>tend deploy</code> or push to the webhook.</p>");
+            } else {
+                html.push_str("<table><thead><tr><th>#</th><th>Started</th><th>By</th><th>Commit</th><th>Hosts</th><th>Result</th></tr></thead><tbody>");
+                for d in rows {
+                    let class = match d.state.as_str() {
+                        "succeeded" => "up",
+                        "failed" | "abandoned" => "down",
+                        _ => "unknown",
+                    };
+                    let commit: String = d.commit.unwrap_or_default().chars().take(12).collect();
+                    let _ = write!(
+                        html,
+                        "<tr><td><a href=\"/api/deploys/{id}\">{id}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td>\
+                         <td>{}</td><td class=\"{class}\">{}</td></tr>",
+                        escape(&d.started_at),
+                        escape(&d.trigger),
+                        escape(&commit),
+                        d.hosts.len(),
+                        escape(&d.state),
+                        id = d.id,
+                    );
+                }
+                html.push_str("</tbody></table>");
+            }
+            html.push_str("</section>");
+            html
+        })
+    }
+}
