@@ -8,33 +8,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::notifier::{Notifier, NotifierError};
-use super::service::{Cmd, Worker};
+use super::service::{Cmd, FlushReport, NotifyReport, Worker};
 use super::{Alert, AlertConfig, plan, store};
 use crate::core::time::millis;
 use crate::core::{Event, Level};
 use crate::metrics::{Counter, Metrics};
 use crate::store::{Store, StoreError};
-
-/// What a flush achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FlushReport {
-    /// Deliveries still pending when it returned (0 = everything went out).
-    pub undelivered: i64,
-}
-
-/// How one notifier took a message sent with [`Alerter::notify_now`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryReport {
-    /// The notifier accepted it.
-    Accepted,
-    /// It refused or failed: the reason, as recorded; the message stays in the outbox and is retried.
-    Failed(String),
-    /// No answer before the timeout (kept in the outbox).
-    NoAnswer,
-}
-
-/// `(notifier, how it went)` for each notifier, from [`Alerter::notify_now`].
-pub type NotifyReport = Vec<(String, DeliveryReport)>;
 
 /// Why the alerter could not start.
 #[derive(Debug, thiserror::Error)]

@@ -31,9 +31,10 @@ pub mod smtp;
 pub mod store;
 pub mod webhook;
 
-pub use alerter::{AlertError, Alerter, DeliveryReport, FlushReport, NotifyReport};
+pub use alerter::{AlertError, Alerter};
 pub use config::{AlertConfig, NotifierConfig};
 pub use notifier::{DeliveryError, Notifier, NotifierError};
+pub use service::{DeliveryReport, FlushReport, NotifyReport};
 
 /// Something the team must hear about.
 #[derive(Debug, Clone, PartialEq)]

@@ -121,7 +121,7 @@ fn single(row: &Pending, g: &Grouping) -> Planned {
         let _ = write!(
             body,
             "\n\nThis happened {new} more times since the first message (in the {} from {}; last at {}).",
-            humantime::format_duration(g.dedup_window),
+            crate::core::duration::exact(g.dedup_window),
             stamp(row.first_at),
             stamp(row.last_at)
         );

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::alerter::{DeliveryReport, FlushReport, NotifyReport};
 use super::notifier::{DeliveryError, Notifier};
 use super::{Alert, AlertConfig, plan, store};
 use crate::core::time::millis;
@@ -22,6 +21,27 @@ use crate::store::Store;
 const POLL: Duration = Duration::from_millis(5);
 /// Quiet time after which the thread parks and asks senders to wake it.
 const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlushReport {
+    /// Deliveries still pending when it returned (0 = everything went out).
+    pub undelivered: i64,
+}
+
+/// How one notifier took a message sent with [`Alerter::notify_now`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryReport {
+    /// The notifier accepted it.
+    Accepted,
+    /// It refused or failed: the reason, as recorded; the message stays in the outbox and is retried.
+    Failed(String),
+    /// No answer before the timeout (kept in the outbox).
+    NoAnswer,
+}
+
+/// `(notifier, how it went)` for each notifier, from [`Alerter::notify_now`].
+pub type NotifyReport = Vec<(String, DeliveryReport)>;
 
 /// A request to the alert thread.
 pub(super) enum Cmd {

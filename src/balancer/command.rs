@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Balancer;
-use crate::cloud::local::substitute;
 use crate::cloud::{CloudError, CloudFuture, Instance};
 use crate::core::Invalid;
+use crate::core::template::{Template, TemplateError, render_shell};
 
 /// `kind = "command"`: e.g. HAProxy's runtime API through `socat`, or an nginx upstream file plus a reload.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +25,9 @@ pub struct CommandConfig {
     #[serde(default = "default_timeout", with = "crate::core::duration")]
     pub timeout: Duration,
 }
+
+/// Placeholders allowed in `register` and `deregister`.
+pub const PLACEHOLDERS: &[&str] = &["id", "name", "address", "port"];
 
 fn default_port() -> u16 {
     80
@@ -43,6 +46,8 @@ impl CommandConfig {
         ] {
             if value.trim().is_empty() {
                 out.push(Invalid::new(format!("{path}.{key}"), "must not be empty"));
+            } else if let Err(e) = Template::parse(value, PLACEHOLDERS, true) {
+                out.push(Invalid::new(format!("{path}.{key}"), e.to_string()));
             }
         }
         if self.timeout.is_zero() {
@@ -67,10 +72,10 @@ impl CommandBalancer {
         CommandBalancer { config }
     }
 
-    /// The command line for `template` and `instance` (pure).
-    pub fn render(&self, template: &str, instance: &Instance) -> String {
+    /// The command line for `template` and `instance`, values shell-quoted (pure).
+    pub fn render(&self, template: &str, instance: &Instance) -> Result<String, TemplateError> {
         let port = instance.port.unwrap_or(self.config.port).to_string();
-        substitute(
+        render_shell(
             template,
             &[
                 ("id", &instance.id),
@@ -82,7 +87,9 @@ impl CommandBalancer {
     }
 
     async fn run(&self, op: &str, template: &str, instance: &Instance) -> Result<(), CloudError> {
-        let line = self.render(template, instance);
+        let line = self
+            .render(template, instance)
+            .map_err(|e| CloudError::permanent(op, e.to_string()))?;
         let child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
@@ -99,7 +106,7 @@ impl CommandBalancer {
                     op,
                     format!(
                         "{line:?} did not finish within {}",
-                        humantime::format_duration(self.config.timeout)
+                        crate::core::duration::exact(self.config.timeout)
                     ),
                 )
             })?
@@ -189,7 +196,9 @@ mod tests {
         let mut i = instance();
         i.name = "x'; rm -rf / #".into();
         assert_eq!(
-            balancer("add {name}", Duration::from_secs(1)).render("add {name}", &i),
+            balancer("add {name}", Duration::from_secs(1))
+                .render("add {name}", &i)
+                .unwrap(),
             r"add 'x'\''; rm -rf / #'"
         );
     }

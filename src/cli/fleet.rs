@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tend::config::Config;
 use tend::log::Console;
 use tend::scale::config::DEFAULT_WINDOW;
-use tend::scale::{Orchestrator, Outcome, ScaleError, report, service};
+use tend::scale::{Orchestrator, Outcome, ScaleError, observe, report};
 
 use super::{Status, Usage};
 
@@ -52,7 +52,7 @@ pub async fn fleet(config: Config, console: Console, args: FleetArgs) -> anyhow:
     let handles = super::open(&config, console)?;
     let provider = tend::cloud::build(cloud, &handles.store).await;
     let listed = match provider {
-        Ok(p) => tokio::time::timeout(timeout, service::observe(&*p, &cloud.prefix, window))
+        Ok(p) => tokio::time::timeout(timeout, observe::observe(&*p, &cloud.prefix, window))
             .await
             .map_err(|_| ScaleError::Timeout {
                 op: "fleet",

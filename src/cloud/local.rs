@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{CloudError, CloudFuture, Instance, Provider, State};
 use crate::core::Invalid;
+use crate::core::template::{Template, render_shell};
 use crate::core::time::{from_millis, millis};
 use crate::store::Store;
 
@@ -66,6 +67,8 @@ impl LocalConfig {
         let mut out = Vec::new();
         if self.command.trim().is_empty() {
             out.push(Invalid::new(format!("{path}.command"), "must not be empty"));
+        } else if let Err(e) = Template::parse(&self.command, COMMAND_PLACEHOLDERS, true) {
+            out.push(Invalid::new(format!("{path}.command"), e.to_string()));
         }
         if self.base_port == 0 {
             out.push(Invalid::new(
@@ -77,19 +80,8 @@ impl LocalConfig {
     }
 }
 
-/// Quotes `s` for a POSIX shell: `'…'`, with `'` written as `'\''`.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Substitutes `{key}` placeholders in `template` with shell-quoted values; unknown braces stay as they are.
-pub fn substitute(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (key, value) in values {
-        out = out.replace(&format!("{{{key}}}"), &shell_quote(value));
-    }
-    out
-}
+/// Placeholders allowed in `command`.
+pub const COMMAND_PLACEHOLDERS: &[&str] = &["name", "port", "exe"];
 
 /// What `/proc/PID/stat` says about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,10 +238,11 @@ impl LocalProvider {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "tend".into());
-        let command = substitute(
+        let command = render_shell(
             &self.config.command,
             &[("name", name), ("port", &port.to_string()), ("exe", &exe)],
-        );
+        )
+        .map_err(|e| CloudError::permanent("local:spawn", format!("command: {e}")))?;
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c").arg(&command).process_group(0);
         cmd.stdin(std::process::Stdio::null());
@@ -479,15 +472,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quotes_and_substitutes() {
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
-        assert_eq!(
-            substitute(
-                "run {name} on {port} {other}",
-                &[("name", "x; rm -rf /"), ("port", "9")]
-            ),
-            "run 'x; rm -rf /' on '9' {other}"
+    fn the_command_is_validated_with_the_guarded_template() {
+        let bad = LocalConfig {
+            command: "run '{name}' {other}".into(),
+            ..LocalConfig::default()
+        };
+        let problems = bad.validate("cloud.local");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].message.contains("inside quotes"),
+            "{problems:?}"
         );
+        assert!(LocalConfig::default().validate("cloud.local").is_empty());
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct Instance {
     /// Lifecycle state.
     pub state: State,
     /// When it was launched.
-    #[serde(serialize_with = "serialize_time")]
+    #[serde(serialize_with = "crate::core::time::serialize")]
     pub launched_at: SystemTime,
     /// Private address, when it has one.
     pub private_address: Option<String>,
@@ -89,10 +89,6 @@ impl Instance {
             .as_deref()
             .or(self.public_address.as_deref())
     }
-}
-
-fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
 }
 
 /// A provider's failure. The text names the operation, the provider and, for AWS, the error code and message.
@@ -246,7 +242,7 @@ impl Retry {
                     op,
                     format!(
                         "no answer within {}",
-                        humantime::format_duration(self.timeout)
+                        crate::core::duration::exact(self.timeout)
                     ),
                 )),
             };
@@ -261,7 +257,7 @@ impl Retry {
                         });
                     }
                     let delay = self.delay(attempt);
-                    tracing::debug!(%op, %message, attempt, retry_in = ?delay, "Transient cloud error; retrying");
+                    tracing::debug!(%op, %message, attempt, retry_in = %crate::core::duration::short(delay), "Transient cloud error; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Err(permanent) => return Err(permanent),

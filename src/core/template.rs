@@ -147,6 +147,14 @@ impl Template {
     }
 }
 
+/// Renders a shell command: `text` with `{key}` holes filled from `values`, each value shell-quoted. Refuses an
+/// unknown placeholder and one written inside quotes (see [`Template::parse`]).
+pub fn render_shell(text: &str, values: &[(&str, &str)]) -> Result<String, TemplateError> {
+    let keys: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
+    Template::parse(text, &keys, true)?
+        .render(|name| values.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+}
+
 /// `{name}` at the start of `s` (name = lowercase letters and `_`), if any.
 fn placeholder_at(s: &str) -> Option<&str> {
     let rest = s.strip_prefix('{')?;

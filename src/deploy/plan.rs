@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::config::{DeployConfig, HEALTH_PLACEHOLDERS, Hosts, STEP_PLACEHOLDERS};
 use super::target::Target;
-use crate::core::template::{self, Template, TemplateError};
+use crate::core::template::{Template, TemplateError};
 
 /// What this rollout deploys: substituted for `{commit}` and `{branch}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -238,6 +238,3 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
-
-/// Re-exported so callers can quote values the same way the plan does.
-pub use template::shell_quote;

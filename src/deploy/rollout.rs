@@ -304,7 +304,7 @@ async fn run_steps<S: RemoteSession>(
             Ok(Err(e)) => (None, crate::core::chain(&e)),
             Err(_) => (
                 None,
-                format!("timed out after {}", humantime::format_duration(timeout)),
+                format!("timed out after {}", crate::core::duration::exact(timeout)),
             ),
         };
         return Err(HostFailure {

@@ -33,6 +33,17 @@ pub struct Outcome {
     pub checked_at: SystemTime,
 }
 
+/// Why a check says down, for a person: "HTTP 503", "connection refused", "body lacks 'Welcome'".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Down(pub String);
+
+impl From<&str> for Down {
+    fn from(reason: &str) -> Down {
+        Down(reason.to_string())
+    }
+}
+
 /// Errors building a [`Checker`].
 #[derive(Debug, thiserror::Error)]
 pub enum CheckerError {
@@ -138,8 +149,8 @@ impl Probe {
         };
         Ok(Probe {
             name: t.name.clone(),
-            timeout: t.timeout(monitor),
-            interval: t.interval(monitor),
+            timeout: t.timeout(monitor.timeout),
+            interval: t.interval(monitor.interval),
             cert_min_days: t.cert_min_days,
             kind,
         })
@@ -231,12 +242,12 @@ impl Checker {
         let response_time = started.elapsed();
         let (up, reason) = match verdict {
             Ok(Ok(reason)) => (true, reason),
-            Ok(Err(reason)) => (false, reason),
+            Ok(Err(Down(reason))) => (false, reason),
             Err(_) => (
                 false,
                 format!(
                     "timeout after {} {}",
-                    fmt_duration(probe.timeout),
+                    crate::core::duration::short(probe.timeout),
                     partial.phase
                 ),
             ),
@@ -257,8 +268,8 @@ impl Checker {
             outcome.up = false;
             outcome.reason = format!(
                 "slow: {} (max {})",
-                fmt_duration(response_time),
-                fmt_duration(max)
+                crate::core::duration::short(response_time),
+                crate::core::duration::short(max)
             );
         }
         if outcome.up
@@ -276,18 +287,20 @@ impl Checker {
         probe: &Probe,
         partial: &mut Partial,
         now: SystemTime,
-    ) -> Result<String, String> {
+    ) -> Result<String, Down> {
         match &probe.kind {
             Kind::Http(http) => self.http(http, partial, now).await,
             Kind::Tcp { host, port } => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await;
                 stream
                     .map(|_| format!("connected to {host}:{port}"))
-                    .map_err(|e| tls::describe_io(&e))
+                    .map_err(|e| Down(tls::describe_io(&e)))
             }
             Kind::Tls { host, port } => {
                 partial.phase = "during the TLS handshake";
-                let days = tls::handshake(self.tls.clone(), host, *port, now).await?;
+                let days = tls::handshake(self.tls.clone(), host, *port, now)
+                    .await
+                    .map_err(|e| Down(e.to_string()))?;
                 partial.cert_days = days;
                 Ok(match days {
                     Some(d) => format!("certificate valid for {d} days"),
@@ -302,7 +315,7 @@ impl Checker {
         p: &HttpProbe,
         partial: &mut Partial,
         now: SystemTime,
-    ) -> Result<String, String> {
+    ) -> Result<String, Down> {
         let mut url = p.url.clone();
         let mut method = p.method.clone();
         let mut seen = HashSet::from([url.clone()]);
@@ -313,7 +326,10 @@ impl Checker {
                 request = request.headers(p.headers.clone()); // never leak configured headers to another origin
             }
             partial.phase = "waiting for the response headers";
-            let response = request.send().await.map_err(|e| describe_reqwest(&e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Down(describe_reqwest(&e)))?;
             if partial.cert_days.is_none() {
                 partial.cert_days = response
                     .extensions()
@@ -332,17 +348,20 @@ impl Checker {
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| url.join(l).ok())
             else {
-                return Err(format!("HTTP {} without a valid Location", status.as_u16()));
+                return Err(Down(format!(
+                    "HTTP {} without a valid Location",
+                    status.as_u16()
+                )));
             };
             if !seen.insert(next.clone()) {
-                return Err(format!("redirect loop at {next}"));
+                return Err(Down(format!("redirect loop at {next}")));
             }
             hops += 1;
             if hops > p.max_redirects {
-                return Err(format!(
+                return Err(Down(format!(
                     "too many redirects (more than {}) at {next}",
                     p.max_redirects
-                ));
+                )));
             }
             if status == StatusCode::SEE_OTHER || (status.as_u16() <= 302 && method == Method::POST)
             {
@@ -357,7 +376,7 @@ impl Checker {
             p.expect_status.contains(&status.as_u16())
         };
         if !ok_status {
-            return Err(format!("HTTP {}", status.as_u16()));
+            return Err(Down(format!("HTTP {}", status.as_u16())));
         }
         partial.phase = "reading the body";
         let (body, truncated) = read_capped(response, p.max_body_bytes).await?;
@@ -373,10 +392,14 @@ fn is_followed_redirect(status: StatusCode, expect: &[u16]) -> bool {
 }
 
 /// Reads at most `cap` bytes of the body; true when more was there (the rest is never read).
-async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<(Vec<u8>, bool), String> {
+async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<(Vec<u8>, bool), Down> {
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe_reqwest(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Down(describe_reqwest(&e)))?
+    {
         let room = cap - body.len();
         if chunk.len() > room {
             body.extend_from_slice(&chunk[..room]);
@@ -385,7 +408,10 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<(Vec<u
         body.extend_from_slice(&chunk);
         if body.len() == cap {
             // Exactly full: one more read tells whether anything was left out.
-            let more = response.chunk().await.map_err(|e| describe_reqwest(&e))?;
+            let more = response
+                .chunk()
+                .await
+                .map_err(|e| Down(describe_reqwest(&e)))?;
             return Ok((body, more.is_some_and(|c| !c.is_empty())));
         }
     }
@@ -393,7 +419,7 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<(Vec<u
 }
 
 /// The body conditions, on the (possibly truncated) body.
-fn check_body(p: &HttpProbe, body: &[u8], truncated: bool) -> Result<(), String> {
+fn check_body(p: &HttpProbe, body: &[u8], truncated: bool) -> Result<(), Down> {
     let text = String::from_utf8_lossy(body);
     let note = if truncated {
         format!(" (first {} read)", fmt_bytes(body.len()))
@@ -403,20 +429,24 @@ fn check_body(p: &HttpProbe, body: &[u8], truncated: bool) -> Result<(), String>
     if let Some(needle) = &p.body_contains
         && !text.contains(needle.as_str())
     {
-        return Err(format!("body lacks '{needle}'{note}"));
+        return Err(Down(format!("body lacks '{needle}'{note}")));
     }
     if let Some(re) = &p.body_matches
         && !re.is_match(&text)
     {
-        return Err(format!("body does not match /{}/{note}", re.as_str()));
+        return Err(Down(format!("body does not match /{}/{note}", re.as_str())));
     }
     if let Some((pointer, expected)) = &p.json {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("body is not JSON{note}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| Down(format!("body is not JSON{note}: {e}")))?;
         match value.pointer(pointer) {
             Some(found) if found == expected => {}
-            Some(found) => return Err(format!("JSON {pointer} is {found}, expected {expected}")),
-            None => return Err(format!("JSON has no {pointer}")),
+            Some(found) => {
+                return Err(Down(format!(
+                    "JSON {pointer} is {found}, expected {expected}"
+                )));
+            }
+            None => return Err(Down(format!("JSON has no {pointer}"))),
         }
     }
     Ok(())
@@ -440,16 +470,6 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         format!("connect failed: {innermost}")
     } else {
         innermost
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    if d >= Duration::from_secs(1) && d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d >= Duration::from_secs(1) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -511,7 +531,9 @@ mod tests {
             check_body(&p, br#"{}"#, false),
             Err("JSON has no /status".into())
         );
-        assert!(check_body(&p, b"<html>", false).is_err_and(|e| e.starts_with("body is not JSON")));
+        assert!(
+            check_body(&p, b"<html>", false).is_err_and(|e| e.0.starts_with("body is not JSON"))
+        );
     }
 
     #[test]
@@ -524,9 +546,15 @@ mod tests {
 
     #[test]
     fn durations_and_sizes_read_well() {
-        assert_eq!(fmt_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(fmt_duration(Duration::from_millis(2345)), "2.3s");
-        assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(crate::core::duration::short(Duration::from_secs(10)), "10s");
+        assert_eq!(
+            crate::core::duration::short(Duration::from_millis(2345)),
+            "2.3s"
+        );
+        assert_eq!(
+            crate::core::duration::short(Duration::from_millis(250)),
+            "250ms"
+        );
         assert_eq!(fmt_bytes(1024 * 1024), "1 MiB");
         assert_eq!(split_host_port("[::1]:443"), Some(("::1".into(), 443)));
     }

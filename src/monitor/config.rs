@@ -23,12 +23,6 @@ pub const DEFAULT_FAILURE_THRESHOLD: u32 = 2;
 pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
 /// Default number of checks running at the same time.
 pub const DEFAULT_CONCURRENCY: usize = 512;
-/// Default number of redirects an HTTP check follows.
-pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
-/// Default cap on the body bytes an HTTP check reads (1 MiB).
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// Default HTTP method.
-pub const DEFAULT_METHOD: &str = "GET";
 /// Default share of targets failing at once that makes a storm.
 pub const DEFAULT_STORM_SHARE: f64 = 0.5;
 /// Default smallest number of failing targets that can make a storm.
@@ -215,7 +209,7 @@ impl MonitorConfig {
                     format!("duplicate target name {:?}", target.name),
                 );
             }
-            for (field, message) in target.problems(self) {
+            for (field, message) in target.problems(self.interval, self.timeout) {
                 err(format!("{at}.{field}"), message);
             }
         }
@@ -302,8 +296,8 @@ interval = "30s"
         assert_eq!(c.success_threshold, 1);
         assert_eq!(c.target[0].max_body_bytes, 1024 * 1024);
         assert_eq!(c.target[0].max_response_time, Some(Duration::from_secs(2)));
-        assert_eq!(c.target[1].interval(&c), Duration::from_secs(30));
-        assert_eq!(c.target[1].timeout(&c), Duration::from_secs(10));
+        assert_eq!(c.target[1].interval(c.interval), Duration::from_secs(30));
+        assert_eq!(c.target[1].timeout(c.timeout), Duration::from_secs(10));
     }
 
     #[test]

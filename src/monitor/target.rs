@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_METHOD, MonitorConfig};
+/// Default number of redirects an HTTP check follows.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+/// Default cap on the body bytes an HTTP check reads (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default HTTP method.
+pub const DEFAULT_METHOD: &str = "GET";
 
 /// `[[monitor.target]]`: one thing to watch. Exactly one of `url`, `tcp`, `tls`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -89,13 +94,13 @@ impl TargetConfig {
     }
 
     /// This target's interval: its own or the section's.
-    pub fn interval(&self, monitor: &MonitorConfig) -> Duration {
-        self.interval.unwrap_or(monitor.interval)
+    pub fn interval(&self, section: Duration) -> Duration {
+        self.interval.unwrap_or(section)
     }
 
     /// This target's timeout: its own or the section's.
-    pub fn timeout(&self, monitor: &MonitorConfig) -> Duration {
-        self.timeout.unwrap_or(monitor.timeout)
+    pub fn timeout(&self, section: Duration) -> Duration {
+        self.timeout.unwrap_or(section)
     }
 
     fn has_http_only_fields(&self) -> bool {
@@ -111,7 +116,7 @@ impl TargetConfig {
 
 impl TargetConfig {
     /// The problems of this target, as (field, message).
-    pub fn problems(&self, monitor: &MonitorConfig) -> Vec<(&'static str, String)> {
+    pub fn problems(&self, interval: Duration, timeout: Duration) -> Vec<(&'static str, String)> {
         let t = self;
         let mut errors = Vec::new();
         let kinds = [t.url.is_some(), t.tcp.is_some(), t.tls.is_some()]
@@ -197,7 +202,7 @@ impl TargetConfig {
         if t.max_body_bytes == 0 {
             errors.push(("max_body_bytes", "must be at least 1".into()));
         }
-        let (interval, timeout) = (t.interval(monitor), t.timeout(monitor));
+        let (interval, timeout) = (t.interval(interval), t.timeout(timeout));
         if t.interval.is_some_and(|i| i.is_zero()) {
             errors.push(("interval", "must be more than 0s".into()));
         }

@@ -80,23 +80,34 @@ pub fn days_until_expiry(der: &[u8], now: SystemTime) -> Option<i64> {
     Some((not_after - now).div_euclid(86_400))
 }
 
+/// Why a TLS handshake failed; it displays as a short reason a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The host is not a valid TLS server name.
+    #[error("{0:?} is not a valid TLS server name")]
+    Name(String),
+    /// Connecting or the handshake failed.
+    #[error("{}", describe_io(.0))]
+    Io(#[source] std::io::Error),
+}
+
 /// The handshake of a bare TLS check: connects, verifies chain and host name, returns the leaf's expiry days.
 pub async fn handshake(
     config: Arc<rustls::ClientConfig>,
     host: &str,
     port: u16,
     now: SystemTime,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, HandshakeError> {
     let name = ServerName::try_from(host.to_string())
-        .map_err(|_| format!("{host:?} is not a valid TLS server name"))?;
+        .map_err(|_| HandshakeError::Name(host.to_string()))?;
     let tcp = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| describe_io(&e))?;
+        .map_err(HandshakeError::Io)?;
     let _ = tcp.set_nodelay(true);
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| describe_io(&e))?;
+        .map_err(HandshakeError::Io)?;
     let (_, session) = stream.get_ref();
     Ok(session
         .peer_certificates()

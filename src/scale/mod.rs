@@ -5,9 +5,12 @@
 //! deciders; `signal.rs` the Prometheus edge and its vote; `service.rs` the orchestrator; `store.rs` its SQL;
 //! `web.rs` its status block; `report.rs` what `tend fleet` and `tend scale --once` print.
 
+mod act;
 pub mod config;
+pub mod cycle;
 pub mod forecast;
 pub mod names;
+pub mod observe;
 pub mod policy;
 pub mod report;
 pub mod service;
@@ -16,5 +19,6 @@ pub mod store;
 pub mod web;
 
 pub use config::ScaleConfig;
-pub use service::{CycleReport, Orchestrator, Outcome, ScaleError};
+pub use cycle::{CycleReport, Outcome};
+pub use service::{Orchestrator, ScaleError};
 pub use web::FleetStatus;

@@ -32,6 +32,7 @@ use std::time::SystemTime;
 
 use super::config::PolicyConfig;
 use super::forecast::{History, Snapshot};
+use crate::core::stats::median;
 
 /// Lifecycle of an instance as the provider reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,19 +130,6 @@ pub struct Policy {
     history: History,
 }
 
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let m = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[m]
-    } else {
-        (values[m - 1] + values[m]) / 2.0
-    })
-}
-
 fn is_booting(o: &Observed, config: &PolicyConfig, now: SystemTime) -> bool {
     o.load.is_none()
         && (o.state == InstanceState::Pending
@@ -179,7 +167,7 @@ impl Policy {
     }
 
     fn assess_basic(&self, fleet: &Fleet, config: &PolicyConfig, now: SystemTime) -> Assessment {
-        let mut loads: Vec<f64> = fleet.instances.iter().filter_map(|o| o.load).collect();
+        let loads: Vec<f64> = fleet.instances.iter().filter_map(|o| o.load).collect();
         let booting = fleet
             .instances
             .iter()
@@ -188,26 +176,25 @@ impl Policy {
         let total = fleet.instances.len();
         let with_data = loads.len();
         let missing = total - with_data - booting;
-        let median = median(&mut loads);
+        let median_load = median(loads.iter().copied().map(Some));
         let serving = (with_data + missing) as f64;
         // For one window after instances join, the others' (lagged) averages still show the smaller fleet's load:
         // times today's size, they overstate demand (and would teach false rises). The instances that just joined
         // have averaged over the present fleet only, so they alone give the load per serving instance then.
-        let mut fresh: Vec<f64> = fleet
+        let fresh = fleet
             .instances
             .iter()
             .filter(|o| self.history.just_joined(&o.id))
-            .filter_map(|o| o.load)
-            .collect();
-        let per_instance = self::median(&mut fresh).or(median);
+            .map(|o| o.load);
+        let per_instance = median(fresh).or(median_load);
         Assessment {
             total,
             with_data,
             booting,
             missing,
-            median,
+            median: median_load,
             demand: per_instance.map(|m| m * serving / 100.0),
-            predicted_after_removal: median
+            predicted_after_removal: median_load
                 .filter(|_| serving >= 2.0)
                 .map(|m| m * serving / (serving - 1.0)),
             forecast: None,

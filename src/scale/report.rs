@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::cycle::CycleReport;
 use super::policy::Decision;
-use super::service::CycleReport;
 use crate::cloud::Instance;
 
 fn age(launched: SystemTime, now: SystemTime) -> String {
@@ -123,7 +123,7 @@ pub fn cycle_text(r: &CycleReport) -> String {
 }
 
 pub(super) fn outcome_text(r: &CycleReport) -> String {
-    use super::service::Outcome;
+    use super::cycle::Outcome;
     match &r.outcome {
         Outcome::Nothing => "nothing to do".into(),
         Outcome::Done(ids) => format!("done: {}", ids.join(", ")),

@@ -15,15 +15,17 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::names::{name_prefix, new_name};
-use super::policy::{Assessment, Decision, Fleet, InstanceState, Observed, Policy};
+use super::cycle::CycleReport;
+use super::names::name_prefix;
+use super::observe::{running_ids, with_loads};
+use super::policy::{Decision, Fleet, InstanceState, Observed, Policy};
 use super::store::{self, DecisionRow, MEMORY_EVERY};
 use super::web::FleetStatus;
 use super::{ScaleConfig, signal};
 use crate::alert::{Alert, Alerter};
 use crate::balancer::Balancer;
 use crate::cloud::{CloudConfig, CloudError, Instance, Provider};
-use crate::core::Event::{ScaleFailed, ScaledDown, ScaledUp};
+use crate::core::Event::ScaleFailed;
 use crate::core::stats::percent;
 use crate::core::time::millis;
 use crate::core::{Level, duration};
@@ -49,64 +51,14 @@ pub enum ScaleError {
     Store(#[from] StoreError),
 }
 
-/// What the cycle did about its decision.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Nothing to do (a hold).
-    Nothing,
-    /// Done: the ids created or terminated.
-    Done(Vec<String>),
-    /// Dry run: what would have been done.
-    DryRun(String),
-    /// Failed part-way: what was done, and the error.
-    Failed {
-        /// Ids created or terminated before the failure.
-        done: Vec<String>,
-        /// The error.
-        error: String,
-    },
-}
-
-impl Outcome {
-    /// The outcome in words ("done: i-1, i-2").
-    pub fn as_text(&self) -> String {
-        match self {
-            Outcome::Nothing => "nothing to do".into(),
-            Outcome::Done(ids) => format!("done: {}", ids.join(", ")),
-            Outcome::DryRun(what) => format!("dry run: would {what}"),
-            Outcome::Failed { done, error } if done.is_empty() => format!("failed: {error}"),
-            Outcome::Failed { done, error } => {
-                format!("failed after {}: {error}", done.join(", "))
-            }
-        }
-    }
-}
-
-/// One cycle: what was seen, decided and done.
-#[derive(Debug, Clone)]
-pub struct CycleReport {
-    /// When.
-    pub at: SystemTime,
-    /// The live instances with their load (`None` = no data).
-    pub instances: Vec<(Instance, Option<f64>)>,
-    /// The numbers behind the decision.
-    pub assessment: Assessment,
-    /// The decision.
-    pub decision: Decision,
-    /// What was done about it.
-    pub outcome: Outcome,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
-}
-
 /// The metrics the loop keeps.
 #[derive(Debug, Clone)]
-struct ScaleMetrics {
-    instances: Gauge,
-    median: Gauge,
-    added: Counter,
-    removed: Counter,
-    failed: Counter,
+pub(super) struct ScaleMetrics {
+    pub(super) instances: Gauge,
+    pub(super) median: Gauge,
+    pub(super) added: Counter,
+    pub(super) removed: Counter,
+    pub(super) failed: Counter,
 }
 
 impl ScaleMetrics {
@@ -157,20 +109,20 @@ impl Clock {
 
 /// The scaling loop for one fleet.
 pub struct Orchestrator {
-    config: ScaleConfig,
-    prefix: String,
-    provider: Arc<dyn Provider>,
-    balancer: Option<Arc<dyn Balancer>>,
-    store: Store,
-    alerter: Alerter,
-    policy: Policy,
-    status: FleetStatus,
-    metrics: ScaleMetrics,
-    registered: HashSet<String>,
+    pub(super) config: ScaleConfig,
+    pub(super) prefix: String,
+    pub(super) provider: Arc<dyn Provider>,
+    pub(super) balancer: Option<Arc<dyn Balancer>>,
+    pub(super) store: Store,
+    pub(super) alerter: Alerter,
+    pub(super) policy: Policy,
+    pub(super) status: FleetStatus,
+    pub(super) metrics: ScaleMetrics,
+    pub(super) registered: HashSet<String>,
     clock: Clock,
-    last_reason: String,
-    http: reqwest::Client,
-    memory_saved: Option<tokio::time::Instant>,
+    pub(super) last_reason: String,
+    pub(super) http: reqwest::Client,
+    pub(super) memory_saved: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -257,7 +209,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         op: &'static str,
         fut: impl std::future::Future<Output = Result<T, CloudError>>,
@@ -269,7 +221,7 @@ impl Orchestrator {
             .map_err(ScaleError::Cloud)
     }
 
-    fn fail(&self, what: &str, error: &ScaleError) {
+    pub(super) fn fail(&self, what: &str, error: &ScaleError) {
         self.metrics.failed.inc();
         self.alerter.send(Alert::new(
             ScaleFailed,
@@ -326,9 +278,14 @@ impl Orchestrator {
         self.policy.observe(&fleet, policy, now);
         let decision = self.policy.decide(&fleet, policy, now);
         let assessment = self.policy.assess(&fleet, policy, now);
-        let decision = self
-            .with_signals(decision, fleet.instances.len(), assessment.booting)
-            .await;
+        let decision = signal::adjust(
+            &self.http,
+            &self.config,
+            decision,
+            fleet.instances.len(),
+            assessment.booting,
+        )
+        .await;
         let outcome = self.act(&decision, &instances, now).await;
         let report = CycleReport {
             at: now,
@@ -346,156 +303,6 @@ impl Orchestrator {
             self.save_memory().await;
         }
         Ok(report)
-    }
-
-    /// Reads the `[[scale.signal]]`s (concurrently) and combines their votes with the load's decision.
-    async fn with_signals(&self, decision: Decision, n: usize, booting: usize) -> Decision {
-        if self.config.signal.is_empty() {
-            return decision;
-        }
-        let mut reads = tokio::task::JoinSet::new();
-        for (i, s) in self.config.signal.iter().enumerate() {
-            let (client, s) = (self.http.clone(), s.clone());
-            reads.spawn(async move { (i, signal::read(&client, &s).await) });
-        }
-        let mut values: Vec<Result<f64, String>> =
-            vec![Err("not read".into()); self.config.signal.len()];
-        while let Some(done) = reads.join_next().await {
-            if let Ok((i, v)) = done {
-                values[i] = v;
-            }
-        }
-        let mut votes = Vec::new();
-        for (s, value) in self.config.signal.iter().zip(values) {
-            if let Err(error) = &value {
-                tracing::warn!(alert = false, signal = %s.name, %error, "Scaling signal has no value");
-            }
-            let shown = value.clone().unwrap_or(f64::NAN);
-            votes.push((s.name.clone(), shown, signal::vote(value, n, s.high, s.low)));
-        }
-        let p = &self.config.policy;
-        signal::combine(decision, &votes, n, p.max, p.max_step, booting)
-    }
-
-    /// Registers running instances not registered yet by this process (registering is idempotent, so after a
-    /// restart every running one is registered once more).
-    async fn register_running(&mut self, instances: &[(Instance, Option<f64>)]) {
-        let Some(balancer) = self.balancer.clone() else {
-            return;
-        };
-        if self.config.dry_run {
-            return;
-        }
-        for (i, _) in instances {
-            if i.state != crate::cloud::State::Running || self.registered.contains(&i.id) {
-                continue;
-            }
-            match self.call("register", balancer.register(i)).await {
-                Ok(()) => {
-                    crate::info!(instance = %i.id, name = %i.name, "Registered with the balancer");
-                    self.registered.insert(i.id.clone());
-                }
-                Err(e) => self.fail(&format!("registering {} with the balancer", i.id), &e),
-            }
-        }
-    }
-
-    async fn act(
-        &mut self,
-        decision: &Decision,
-        instances: &[(Instance, Option<f64>)],
-        now: SystemTime,
-    ) -> Outcome {
-        let n = instances.len();
-        match decision {
-            Decision::Hold { .. } => Outcome::Nothing,
-            Decision::Add { count, .. } if self.config.dry_run => {
-                Outcome::DryRun(format!("add {count}"))
-            }
-            Decision::Remove { id, .. } if self.config.dry_run => {
-                Outcome::DryRun(format!("remove {id}"))
-            }
-            Decision::Add { count, reason } => {
-                let mut taken: HashSet<String> =
-                    instances.iter().map(|(i, _)| i.name.clone()).collect();
-                let mut done = Vec::new();
-                for _ in 0..*count {
-                    let name = new_name(&self.prefix, now, &taken);
-                    taken.insert(name.clone());
-                    match self
-                        .call("create", self.provider.create(&name, &name))
-                        .await
-                    {
-                        Ok(created) => {
-                            self.metrics.added.inc();
-                            crate::notice!(instance = %created.id, %name, "Created an instance");
-                            if created.state == crate::cloud::State::Running {
-                                self.register_running(&[(created.clone(), None)]).await;
-                            }
-                            done.push(created.id);
-                        }
-                        Err(e) => {
-                            self.fail(&format!("creating {name}"), &e);
-                            self.alert_added(n, &done, reason);
-                            return Outcome::Failed {
-                                done,
-                                error: e.to_string(),
-                            };
-                        }
-                    }
-                }
-                self.alert_added(n, &done, reason);
-                Outcome::Done(done)
-            }
-            Decision::Remove { id, reason } => {
-                let Some((victim, _)) = instances.iter().find(|(i, _)| &i.id == id) else {
-                    return Outcome::Failed {
-                        done: vec![],
-                        error: format!("{id} is not in the fleet"),
-                    };
-                };
-                if let Some(balancer) = self.balancer.clone() {
-                    if let Err(e) = self.call("deregister", balancer.deregister(victim)).await {
-                        self.fail(&format!("deregistering {id} (left running)"), &e);
-                        return Outcome::Failed {
-                            done: vec![],
-                            error: e.to_string(),
-                        };
-                    }
-                    self.registered.remove(id);
-                }
-                if let Err(e) = self.call("terminate", self.provider.terminate(id)).await {
-                    self.fail(&format!("terminating {id}"), &e);
-                    return Outcome::Failed {
-                        done: vec![],
-                        error: e.to_string(),
-                    };
-                }
-                self.metrics.removed.inc();
-                crate::notice!(instance = %id, name = %victim.name, "Terminated an instance");
-                self.alerter.raise(Alert::new(
-                    ScaledDown,
-                    &self.prefix,
-                    Level::Notice,
-                    format!("Scaled {} down: {n} → {}", self.prefix, n - 1),
-                    format!("Terminated {id} ({}).\n\nWhy: {reason}", victim.name),
-                ));
-                Outcome::Done(vec![id.clone()])
-            }
-        }
-    }
-
-    fn alert_added(&self, n: usize, done: &[String], reason: &str) {
-        if done.is_empty() {
-            return;
-        }
-        self.alerter.raise(Alert::new(
-            ScaledUp,
-            &self.prefix,
-            Level::Notice,
-            format!("Scaled {} up: {n} → {}", self.prefix, n + done.len()),
-            format!("Created {}.\n\nWhy: {reason}", done.join(", ")),
-        ));
     }
 
     /// Stores, logs and publishes the cycle. A store failure is logged, not fatal: acting mattered more.
@@ -591,48 +398,6 @@ fn restore_policy(store: &Store, prefix: &str) -> Policy {
             Policy::new()
         }
     }
-}
-
-/// The ids of the running instances (the ones whose load is read).
-pub fn running_ids(live: &[Instance]) -> Vec<String> {
-    live.iter()
-        .filter(|i| i.state == crate::cloud::State::Running)
-        .map(|i| i.id.clone())
-        .collect()
-}
-
-/// Each live instance with its load; `loads` is in the order of `running`.
-pub fn with_loads(
-    live: Vec<Instance>,
-    running: &[String],
-    loads: &[Option<f64>],
-) -> Vec<(Instance, Option<f64>)> {
-    live.into_iter()
-        .map(|i| {
-            let load = running
-                .iter()
-                .position(|r| *r == i.id)
-                .and_then(|p| loads.get(p).copied().flatten());
-            (i, load)
-        })
-        .collect()
-}
-
-/// The live instances named `{prefix}-…` with their load over `window` (`tend fleet`).
-pub async fn observe(
-    provider: &dyn Provider,
-    prefix: &str,
-    window: Duration,
-) -> Result<Vec<(Instance, Option<f64>)>, CloudError> {
-    let live: Vec<Instance> = provider
-        .list(&name_prefix(prefix))
-        .await?
-        .into_iter()
-        .filter(|i| i.state.is_live())
-        .collect();
-    let running = running_ids(&live);
-    let loads = provider.load(&running, window).await?;
-    Ok(with_loads(live, &running, &loads))
 }
 
 #[cfg(test)]

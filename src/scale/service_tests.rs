@@ -2,6 +2,8 @@ use super::*;
 use crate::balancer::testing::FakeBalancer;
 use crate::cloud::testing::{FakeProvider, Op};
 use crate::scale::config::PolicyConfig;
+use crate::scale::cycle::Outcome;
+use crate::scale::names::new_name;
 use crate::scale::store::{memory_key, recent_decisions};
 
 struct Rig {

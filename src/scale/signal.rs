@@ -72,12 +72,32 @@ pub enum Vote {
     NoData(String),
 }
 
+/// Why a signal has no value this cycle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// The `prometheus` setting is not a URL.
+    #[error("bad prometheus URL: {0}")]
+    Url(String),
+    /// No answer in time.
+    #[error("no answer within {}", crate::core::duration::exact(*.0))]
+    Timeout(std::time::Duration),
+    /// The request failed.
+    #[error("query failed: {0}")]
+    Request(String),
+    /// Prometheus answered with an error status.
+    #[error("Prometheus answered HTTP {0}")]
+    Status(u16),
+    /// The answer is not a number Prometheus-style.
+    #[error("{0}")]
+    Answer(String),
+}
+
 /// A signal's vote for `value` on a fleet of `n` instances. Pure.
-pub fn vote(value: Result<f64, String>, n: usize, high: f64, low: f64) -> Vote {
+pub fn vote(value: Result<f64, SignalError>, n: usize, high: f64, low: f64) -> Vote {
     let v = match value {
         Ok(v) if v.is_finite() => v,
         Ok(v) => return Vote::NoData(format!("value {v}")),
-        Err(e) => return Vote::NoData(e),
+        Err(e) => return Vote::NoData(e.to_string()),
     };
     if v > high {
         let n = n.max(1) as f64;
@@ -149,48 +169,81 @@ pub fn combine(
     }
 }
 
+/// Reads the `[[scale.signal]]`s (concurrently) and combines their votes with the load's decision.
+pub async fn adjust(
+    http: &reqwest::Client,
+    config: &super::ScaleConfig,
+    decision: Decision,
+    n: usize,
+    booting: usize,
+) -> Decision {
+    if config.signal.is_empty() {
+        return decision;
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, s) in config.signal.iter().enumerate() {
+        let (client, s) = (http.clone(), s.clone());
+        reads.spawn(async move { (i, read(&client, &s).await) });
+    }
+    let mut values: Vec<Result<f64, SignalError>> =
+        vec![Err(SignalError::Answer("not read".into())); config.signal.len()];
+    while let Some(done) = reads.join_next().await {
+        if let Ok((i, v)) = done {
+            values[i] = v;
+        }
+    }
+    let mut votes = Vec::new();
+    for (s, value) in config.signal.iter().zip(values) {
+        if let Err(error) = &value {
+            tracing::warn!(alert = false, signal = %s.name, %error, "Scaling signal has no value");
+        }
+        let shown = value.clone().unwrap_or(f64::NAN);
+        votes.push((s.name.clone(), shown, vote(value, n, s.high, s.low)));
+    }
+    let p = &config.policy;
+    combine(decision, &votes, n, p.max, p.max_step, booting)
+}
+
 /// Reads one number from Prometheus's HTTP API.
-pub async fn read(client: &reqwest::Client, s: &SignalConfig) -> Result<f64, String> {
+pub async fn read(client: &reqwest::Client, s: &SignalConfig) -> Result<f64, SignalError> {
     let base = format!("{}/api/v1/query", s.prometheus.trim_end_matches('/'));
-    let mut url = reqwest::Url::parse(&base).map_err(|e| format!("bad prometheus URL: {e}"))?;
+    let mut url = reqwest::Url::parse(&base).map_err(|e| SignalError::Url(e.to_string()))?;
     url.query_pairs_mut().append_pair("query", &s.query);
     let request = client.get(url).send();
     let response = tokio::time::timeout(s.timeout, request)
         .await
-        .map_err(|_| format!("no answer within {}", humantime::format_duration(s.timeout)))?
-        .map_err(|e| format!("query failed: {}", e.without_url()))?;
+        .map_err(|_| SignalError::Timeout(s.timeout))?
+        .map_err(|e| SignalError::Request(e.without_url().to_string()))?;
     if !response.status().is_success() {
-        return Err(format!(
-            "Prometheus answered HTTP {}",
-            response.status().as_u16()
-        ));
+        return Err(SignalError::Status(response.status().as_u16()));
     }
     let body: serde_json::Value = tokio::time::timeout(s.timeout, response.json())
         .await
-        .map_err(|_| "the answer did not finish in time".to_string())?
-        .map_err(|e| format!("not JSON: {e}"))?;
+        .map_err(|_| SignalError::Timeout(s.timeout))?
+        .map_err(|e| SignalError::Answer(format!("not JSON: {e}")))?;
     parse(&body)
 }
 
 /// The number in a Prometheus `/api/v1/query` answer (scalar, or the first sample of a vector).
-pub fn parse(body: &serde_json::Value) -> Result<f64, String> {
+pub fn parse(body: &serde_json::Value) -> Result<f64, SignalError> {
+    let answer = |text: String| SignalError::Answer(text);
     if body["status"] != "success" {
-        return Err(format!(
+        return Err(answer(format!(
             "query error: {}",
             body["error"].as_str().unwrap_or("unknown")
-        ));
+        )));
     }
     let data = &body["data"];
     let value = match data["resultType"].as_str() {
         Some("scalar") => &data["result"][1],
         Some("vector") => &data["result"][0]["value"][1],
-        other => return Err(format!("unsupported result type {other:?}")),
+        other => return Err(answer(format!("unsupported result type {other:?}"))),
     };
     value
         .as_str()
-        .ok_or_else(|| "empty result".to_string())?
+        .ok_or_else(|| answer("empty result".to_string()))?
         .parse::<f64>()
-        .map_err(|e| format!("not a number: {e}"))
+        .map_err(|e| answer(format!("not a number: {e}")))
 }
 
 #[cfg(test)]
@@ -223,7 +276,7 @@ mod tests {
         assert_eq!(vote(Ok(80.0), 4, 200.0, 100.0), Vote::Block); // 106.7 after removal
         assert_eq!(vote(Ok(10.0), 1, 200.0, 100.0), Vote::Block); // one instance: nothing to remove
         assert!(matches!(
-            vote(Err("down".into()), 4, 200.0, 100.0),
+            vote(Err(SignalError::Answer("down".into())), 4, 200.0, 100.0),
             Vote::NoData(_)
         ));
         assert!(matches!(
@@ -320,6 +373,6 @@ mod tests {
             serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}});
         assert!(parse(&empty).is_err());
         let error = serde_json::json!({"status":"error","error":"bad query"});
-        assert!(parse(&error).unwrap_err().contains("bad query"));
+        assert!(parse(&error).unwrap_err().to_string().contains("bad query"));
     }
 }

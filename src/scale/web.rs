@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
+use super::cycle::CycleReport;
 use super::report::{address, decision_line, load_text, outcome_text, pct};
-use super::service::CycleReport;
 use crate::web::page::escape;
 
 /// The latest cycle, shared with the status page.

@@ -55,20 +55,6 @@ fn mean(loads: &[Option<f64>]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-fn median(loads: &[Option<f64>]) -> Option<f64> {
-    let mut v: Vec<f64> = loads.iter().flatten().copied().collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    })
-}
-
 /// The `k` newest instances, those with data first (the removal rule shared by the baselines).
 fn newest(fleet: &SimFleet, loads: &[Option<f64>], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..fleet.live().len()).collect();
@@ -118,7 +104,7 @@ impl SimPolicy for Seed {
         if let Some(fill) = self.bounds.fill(n_total) {
             return fill;
         }
-        let Some(m) = median(loads) else {
+        let Some(m) = crate::core::stats::median(loads.iter().copied()) else {
             return Act::Hold;
         };
         let n = loads.iter().flatten().count() as f64;

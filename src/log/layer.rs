@@ -1,28 +1,18 @@
-//! The proactive logger: six levels on top of `tracing`, console lines, and the [`AlertLayer`] that mails every
-//! error with the log lines that led to it.
-//!
-//! `notice` and `fatal` do not exist in `tracing`; they are `info` and `error` events carrying a marker field
-//! (`notice = true`, `fatal = true`) that the layer reads back. Any program using `tracing` gets alerting by
-//! adding one layer: `registry().with(AlertLayer::new(alerter, &config))`. The layer keeps a ring buffer of the
-//! last `context_lines` lines of every level, debug too, even when they are not printed, and attaches it to the
-//! alert. Events carrying `alert = false` (the alerter's own delivery failures) are printed but never alerted,
-//! so a failing notifier cannot feed itself.
+//! [`AlertLayer`]: the `tracing` layer that prints console lines, keeps the ring of recent lines (every level,
+//! debug too, even when not printed) and turns events at or above `alert_from` into alerts carrying them.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use serde::Deserialize;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 
+use super::{FATAL_ALERTER, Level, LogConfig, LogFormat};
 use crate::alert::{Alert, Alerter};
-use crate::core::Invalid;
-
-pub use crate::core::Level;
 
 /// The logger's level of a `tracing` event, reading the `notice`/`fatal` marks.
 fn level_of(meta: &Metadata<'_>, marks: &Marks) -> Level {
@@ -35,149 +25,6 @@ fn level_of(meta: &Metadata<'_>, marks: &Marks) -> Level {
         tracing::Level::ERROR => Level::Error,
     }
 }
-/// Console line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// `2026-11-26T11:06:05.123Z NOTICE message key=value`.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = UnknownFormat;
-
-    fn from_str(s: &str) -> Result<LogFormat, UnknownFormat> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(UnknownFormat(other.to_string())),
-        }
-    }
-}
-
-/// A log format that is neither `text` nor `json`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown log format {0:?}: use text or json")]
-pub struct UnknownFormat(pub String);
-
-/// `[log]`: console logging and which levels become alerts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// Lowest level printed: debug, info, notice, warning, error, fatal.
-    #[serde(default = "default_level")]
-    pub level: Level,
-    /// Lowest level mailed to the team.
-    #[serde(default = "default_alert_from")]
-    pub alert_from: Level,
-    /// Recent log lines (all levels) attached to each alert.
-    #[serde(default = "default_context_lines")]
-    pub context_lines: usize,
-    /// `text` or `json`.
-    #[serde(default = "default_format")]
-    pub format: LogFormat,
-}
-
-fn default_level() -> Level {
-    Level::Info
-}
-fn default_alert_from() -> Level {
-    Level::Error
-}
-fn default_context_lines() -> usize {
-    20
-}
-fn default_format() -> LogFormat {
-    LogFormat::Text
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: default_level(),
-            alert_from: default_alert_from(),
-            context_lines: default_context_lines(),
-            format: default_format(),
-        }
-    }
-}
-
-impl LogConfig {
-    /// Pure checks.
-    pub fn validate(&self) -> Vec<Invalid> {
-        let mut out = Vec::new();
-        if self.context_lines > 10_000 {
-            out.push(Invalid::new("log.context_lines", "must be at most 10000"));
-        }
-        if self.alert_from < Level::Warning {
-            out.push(Invalid::new(
-                "log.alert_from",
-                "must be warning, error or fatal (lower levels would flood the inbox)",
-            ));
-        }
-        out
-    }
-}
-
-/// Logs at debug: `tend::log::debug!("x = {}", x)`.
-#[macro_export]
-macro_rules! debug {
-    ($($arg:tt)+) => { ::tracing::debug!($($arg)+) };
-}
-
-/// Logs at info.
-#[macro_export]
-macro_rules! info {
-    ($($arg:tt)+) => { ::tracing::info!($($arg)+) };
-}
-
-/// Logs at notice: normal but significant (an action was taken).
-#[macro_export]
-macro_rules! notice {
-    ($($arg:tt)+) => { ::tracing::info!(notice = true, $($arg)+) };
-}
-
-/// Logs at warning.
-#[macro_export]
-macro_rules! warning {
-    ($($arg:tt)+) => { ::tracing::warn!($($arg)+) };
-}
-
-/// Logs at error: with an [`AlertLayer`] installed, this mails the team.
-#[macro_export]
-macro_rules! error {
-    ($($arg:tt)+) => { ::tracing::error!($($arg)+) };
-}
-
-/// Logs at fatal, flushes pending alerts (bounded wait), and exits with status 1.
-#[macro_export]
-macro_rules! fatal {
-    ($($arg:tt)+) => {{
-        ::tracing::error!(fatal = true, $($arg)+);
-        $crate::log::fatal_exit()
-    }};
-}
-
-pub use crate::{debug, error, fatal, info, notice, warning};
-
-static FATAL_ALERTER: OnceLock<Alerter> = OnceLock::new();
-
-/// How long `fatal!` waits for pending alerts to go out.
-pub const FATAL_FLUSH: Duration = Duration::from_secs(10);
-
-/// Flushes alerts (when an [`AlertLayer`] was installed) and exits with status 1. Called by `fatal!`.
-pub fn fatal_exit() -> ! {
-    if let Some(alerter) = FATAL_ALERTER.get() {
-        let alerter = alerter.clone();
-        // Flush from a fresh thread: the caller may be inside an async runtime that must not block.
-        let _ = std::thread::spawn(move || alerter.flush(FATAL_FLUSH)).join();
-    }
-    let _ = std::io::stdout().flush();
-    std::process::exit(1)
-}
-
 #[derive(Default)]
 struct Marks {
     notice: bool,
@@ -516,14 +363,5 @@ mod tests {
             r.lines.iter().map(String::as_str).collect::<Vec<_>>(),
             ["b", "c"]
         );
-    }
-
-    #[test]
-    fn alert_from_below_warning_is_refused() {
-        let c = LogConfig {
-            alert_from: Level::Info,
-            ..LogConfig::default()
-        };
-        assert_eq!(c.validate().len(), 1);
     }
 }
