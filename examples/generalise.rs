@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tend::sim::{SimOptions, synth, trace};
+use tend::cloud::sim::trace;
+use tend::sim::{SimOptions, synth};
 
 fn main() {
     let path = PathBuf::from(

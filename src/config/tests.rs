@@ -2,6 +2,8 @@
 
 use super::parse::{expand, levenshtein};
 use super::*;
+use crate::balancer::BalancerConfig;
+use std::time::Duration;
 
 fn env(var: &str) -> Option<String> {
     match var {
@@ -126,4 +128,50 @@ proptest::proptest! {
     fn arbitrary_toml_like_text_never_panics(text in "(\\[[a-z.]{0,8}\\]\n|[a-z_]{1,8} = (\"[^\"\n]{0,8}\"|[0-9]{1,4}|\\[\\]|true)\n){0,8}") {
         let _ = Config::parse(&text, "fuzz.toml", &env);
     }
+}
+
+// `[scale]` holds its own keys and the policy's, flattened: parsed through the aggregate.
+
+fn scale_errors(text: &str) -> Vec<String> {
+    match Config::parse(text, "t.toml", &|_| None) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn policy_fields_sit_in_scale_beside_dry_run_and_balancer() {
+    let c = Config::parse(
+        "[cloud]\nprovider = \"local\"\n[scale]\nhigh = 85\nlow = 70\nmin = 2\ninterval = \"10s\"\ndry_run = true\n[scale.balancer]\nkind = \"command\"\nregister = \"true\"\nderegister = \"true\"\n",
+        "t.toml",
+        &|_| None,
+    )
+    .unwrap();
+    let s = c.scale.unwrap();
+    assert!(s.dry_run);
+    assert_eq!(s.policy.high, 85.0);
+    assert_eq!(s.policy.min, 2);
+    assert_eq!(s.policy.interval, Duration::from_secs(10));
+    assert!(matches!(s.balancer, Some(BalancerConfig::Command(_))));
+}
+
+#[test]
+fn an_unknown_key_in_scale_is_an_error() {
+    let e = scale_errors("[cloud]\nprovider = \"local\"\n[scale]\nhihg = 85\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("hihg"), "{e:?}");
+}
+
+#[test]
+fn bad_band_points_at_scale_low() {
+    let e = scale_errors("[cloud]\nprovider = \"local\"\n[scale]\nhigh = 70\nlow = 80\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("t.toml:5:7: `scale.low`"), "{e:?}");
+}
+
+#[test]
+fn scale_needs_cloud() {
+    let e = scale_errors("[scale]\nhigh = 90\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("[cloud]"), "{e:?}");
 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::fleet::SimFleet;
+use crate::cloud::sim::fleet::SimFleet;
 use crate::scale::config::PolicyConfig;
 use crate::scale::policy::{Decision, Fleet, InstanceState, Observed, Policy};
 

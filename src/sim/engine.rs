@@ -1,7 +1,7 @@
 //! The simulation loop: one policy against one demand series (see the model in the `sim` module docs).
 
 use super::baselines::{Act, Bounds, SimPolicy};
-use super::fleet::SimFleet;
+use crate::cloud::sim::fleet::SimFleet;
 
 /// The scenario every policy faces.
 #[derive(Debug, Clone)]

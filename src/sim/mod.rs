@@ -29,15 +29,14 @@
 
 pub mod baselines;
 pub mod engine;
-pub mod fleet;
 pub mod report;
 pub mod synth;
-pub mod trace;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cloud::sim::trace;
 use baselines::{AwsSimple, AwsTargetTracking, Bounds, K8sHpa, Seed, SimPolicy, Tend};
 use engine::{Outcome, Scenario};
 pub use report::{PolicyReport, SimReport, print_report};

@@ -1,7 +1,7 @@
 use super::baselines::{Act, AwsTargetTracking, K8sHpa, SimPolicy};
 use super::engine::{Outcome, Scenario, oracle, simulate};
-use super::fleet::SimFleet;
 use super::*;
+use crate::cloud::sim::fleet::SimFleet;
 
 fn scenario(demand: Vec<f64>) -> Scenario {
     Scenario {

@@ -14,7 +14,10 @@ use serde::Deserialize;
 
 use super::{CloudError, CloudFuture, Instance, Provider, State};
 use crate::core::Invalid;
-use crate::sim::fleet::SimFleet;
+pub mod fleet;
+pub mod trace;
+
+use fleet::SimFleet;
 
 /// `[cloud.sim]`: a simulated fleet.
 #[derive(Debug, Clone, Deserialize)]
@@ -139,7 +142,7 @@ impl SimProvider {
     pub fn from_config(config: &SimConfig) -> Result<SimProvider, CloudError> {
         let demand: DemandFn = match &config.trace {
             Some(path) => {
-                let values = crate::sim::trace::load_trace(path, config.column.as_deref())
+                let values = trace::load_trace(path, config.column.as_deref())
                     .map_err(|e| CloudError::permanent("sim:trace", e.to_string()))?;
                 let step = config.step.as_secs_f64();
                 Arc::new(move |t: f64| {
@@ -201,7 +204,7 @@ impl SimProvider {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn instance(&self, inner: &Inner, i: &crate::sim::fleet::SimInstance, now: f64) -> Instance {
+    fn instance(&self, inner: &Inner, i: &fleet::SimInstance, now: f64) -> Instance {
         Instance {
             id: i.id.clone(),
             name: inner.names.get(&i.id).cloned().unwrap_or_default(),
