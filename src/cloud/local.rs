@@ -16,7 +16,8 @@ use serde::Deserialize;
 use super::{CloudError, CloudFuture, Instance, Provider, State};
 use crate::core::Invalid;
 use crate::core::template::{Template, render_shell};
-use crate::core::time::{from_millis, millis};
+
+use super::store::{self, Record};
 use crate::store::Store;
 
 /// `[cloud.local]`: worker processes on this machine.
@@ -133,17 +134,6 @@ fn group_ticks(pgrp: i64) -> u64 {
 /// Clock ticks per second of `/proc` times (USER_HZ: 100 on every Linux architecture tend runs on).
 const TICKS_PER_SEC: f64 = 100.0;
 
-#[derive(Debug, Clone)]
-struct Record {
-    id: String,
-    name: String,
-    token: String,
-    pid: i64,
-    start: u64,
-    port: u16,
-    launched_at: SystemTime,
-}
-
 impl Record {
     fn instance(&self) -> Instance {
         Instance {
@@ -191,25 +181,7 @@ impl LocalProvider {
 
     /// The recorded processes still alive; forgets the dead ones.
     async fn records(&self) -> Result<Vec<Record>, CloudError> {
-        let rows = self
-            .store
-            .call(|c| {
-                let mut st = c.prepare(
-                    "SELECT id, name, token, pid, start, port, launched_at FROM local_instances ORDER BY id",
-                )?;
-                let rows = st.query_map([], |r| {
-                    Ok(Record {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        token: r.get(2)?,
-                        pid: r.get(3)?,
-                        start: r.get::<_, i64>(4)? as u64,
-                        port: r.get::<_, i64>(5)? as u16,
-                        launched_at: from_millis(r.get(6)?),
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
+        let rows = store::records(&self.store)
             .await
             .map_err(|e| store_err("local:list", e))?;
         let (live, dead): (Vec<Record>, Vec<Record>) =
@@ -227,8 +199,7 @@ impl LocalProvider {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        self.store
-            .call(move |c| c.execute("DELETE FROM local_instances WHERE id = ?1", [id]))
+        store::forget(&self.store, id)
             .await
             .map_err(|e| store_err("local:forget", e))?;
         Ok(())
@@ -376,23 +347,7 @@ impl Provider for LocalProvider {
                 .find(|p| !used.contains(p))
                 .ok_or_else(|| CloudError::permanent("local:spawn", "no free port left"))?;
             let r = self.spawn(name, client_token, port).await?;
-            let row = r.clone();
-            self.store
-                .call(move |c| {
-                    c.execute(
-                        "INSERT INTO local_instances (id, name, token, pid, start, port, launched_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        rusqlite::params![
-                            row.id,
-                            row.name,
-                            row.token,
-                            row.pid,
-                            row.start as i64,
-                            i64::from(row.port),
-                            millis(row.launched_at)
-                        ],
-                    )
-                })
+            store::insert(&self.store, r.clone())
                 .await
                 .map_err(|e| store_err("local:record", e))?;
             crate::info!(instance = %r.id, name, port, "Started a local instance");

@@ -22,6 +22,7 @@ pub mod aws;
 pub mod config;
 pub mod local;
 pub mod sim;
+pub mod store;
 #[cfg(test)]
 pub mod testing;
 pub mod worker;
