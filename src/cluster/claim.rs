@@ -136,7 +136,8 @@ mod tests {
     fn records_are_tagged_json() {
         let json = serde_json::to_string(&ClaimRecord::Held { by: "a".into() }).unwrap();
         assert_eq!(json, r#"{"state":"held","by":"a"}"#);
-        let back: ClaimRecord = serde_json::from_str(r#"{"state":"done","by":"b","at":5}"#).unwrap();
+        let back: ClaimRecord =
+            serde_json::from_str(r#"{"state":"done","by":"b","at":5}"#).unwrap();
         assert_eq!(
             back,
             ClaimRecord::Done {

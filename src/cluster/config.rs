@@ -116,7 +116,10 @@ impl ClusterConfig {
             ));
         }
         if self.cert.is_some() != self.key.is_some() {
-            out.push(Invalid::new("cluster.cert", "set both cert and key, or neither"));
+            out.push(Invalid::new(
+                "cluster.cert",
+                "set both cert and key, or neither",
+            ));
         }
         if self.username.is_some() != self.password.is_some() {
             out.push(Invalid::new(
@@ -237,8 +240,10 @@ mod tests {
         );
         assert!(ok.validate().is_empty(), "{:?}", ok.validate());
         assert_eq!(format!("{:?}", ok.password), "Some(***)");
-        let mixed = parse(r#"etcd = ["https://a:1", "http://b:2"]
-            ca = "ca.pem""#);
+        let mixed = parse(
+            r#"etcd = ["https://a:1", "http://b:2"]
+            ca = "ca.pem""#,
+        );
         assert_eq!(paths(&mixed), ["cluster.etcd"]);
     }
 

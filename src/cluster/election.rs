@@ -41,15 +41,26 @@ pub(crate) async fn run(inner: Arc<Inner>, stop: CancellationToken) {
         };
         let leader_key = match won {
             Ok(k) => k,
+            Err(error) if error.transient => {
+                tracing::debug!(member = %inner.name, error = %error.message, "Campaign interrupted; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(inner.etcd.timing.retry) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
             Err(error) => {
-                tracing::warn!(member = %inner.name, error, "Campaign for leadership failed; trying again");
+                tracing::warn!(member = %inner.name, error = %error.message, "Campaign for leadership failed; trying again");
                 tokio::select! {
                     _ = tokio::time::sleep(inner.etcd.timing.retry) => continue,
                     _ = stop.cancelled() => return,
                 }
             }
         };
-        let fence = Fence::new(leader_key.key().to_vec(), leader_key.rev(), session.clock.clone());
+        let fence = Fence::new(
+            leader_key.key().to_vec(),
+            leader_key.rev(),
+            session.clock.clone(),
+        );
         if fence.check().is_err() {
             continue;
         }
@@ -90,17 +101,40 @@ async fn wait_live_session(
     }
 }
 
+/// Why a campaign did not end in a term.
+struct CampaignError {
+    message: String,
+    /// A broken connection rather than an answer from etcd.
+    transient: bool,
+}
+
+impl CampaignError {
+    fn from_etcd(e: &etcd_client::Error) -> CampaignError {
+        CampaignError {
+            message: e.to_string(),
+            transient: crate::cluster::etcd::transient(e),
+        }
+    }
+
+    fn other(message: impl Into<String>) -> CampaignError {
+        CampaignError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+}
+
 /// One campaign on `session`'s lease, believed only if the key is read back on that lease afterwards.
-async fn campaign(inner: &Inner, session: &Session) -> Result<LeaderKey, String> {
+async fn campaign(inner: &Inner, session: &Session) -> Result<LeaderKey, CampaignError> {
     let name = inner.keys.election();
     let mut client = inner.etcd.client();
     let mut response = client
         .campaign(name.clone(), inner.name.clone(), session.id)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CampaignError::from_etcd(&e))?;
     let key = response
         .take_leader()
-        .ok_or_else(|| "campaign answered without a leader key".to_string())?;
+        .ok_or_else(|| CampaignError::other("campaign answered without a leader key"))?;
     let k = key.key().to_vec();
     let found = inner
         .etcd
@@ -109,10 +143,12 @@ async fn campaign(inner: &Inner, session: &Session) -> Result<LeaderKey, String>
             async move { c.get(k, None).await }
         })
         .await
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| CampaignError::other(e.to_string()))?;
     match found.kvs().first() {
         Some(kv) if kv.lease() == session.id && kv.create_revision() == key.rev() => Ok(key),
-        _ => Err("campaign returned but the candidate key is gone (its lease expired)".to_string()),
+        _ => Err(CampaignError::other(
+            "campaign returned but the candidate key is gone (its lease expired)",
+        )),
     }
 }
 
@@ -135,7 +171,9 @@ async fn lead(inner: &Inner, session: &Session, fence: Fence, stop: &Cancellatio
     match end {
         End::LeaseUntrusted => tracing::warn!(member = %inner.name, rev,
             "Stopped leading: the etcd lease could not be renewed in time"),
-        End::Deposed => tracing::warn!(member = %inner.name, rev, "Stopped leading: another replica leads"),
+        End::Deposed => {
+            tracing::warn!(member = %inner.name, rev, "Stopped leading: another replica leads")
+        }
         End::Shutdown => tracing::info!(member = %inner.name, rev, "Stepping down for shutdown"),
     }
     end
@@ -177,7 +215,8 @@ pub(crate) async fn observe(inner: Arc<Inner>, stop: CancellationToken) {
             break;
         }
         let mut client = inner.etcd.client();
-        let opened = tokio::time::timeout(inner.etcd.timing.rpc, client.observe(name.clone())).await;
+        let opened =
+            tokio::time::timeout(inner.etcd.timing.rpc, client.observe(name.clone())).await;
         let reason = match opened {
             Ok(Ok(mut stream)) => loop {
                 tokio::select! {

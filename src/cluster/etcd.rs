@@ -2,8 +2,10 @@
 //!
 //! Every unary call goes through [`Etcd::call`]: a `tokio::time::timeout` of min(lease/2, 5 s) around the
 //! whole exchange (a hung connection must not hang a caller), with quick retries of transport-level
-//! failures inside that bound, so that one dead etcd member among several is invisible to callers. Every
-//! write tend retries is idempotent (plain puts, put-if-absent whose result is re-read, deletes).
+//! failures and hung attempts inside that bound, so that one dead etcd member among several is invisible
+//! to callers. Every write tend retries may be applied twice without harm: plain puts, deletes,
+//! compare-and-put transactions whose outcome is re-read (a claim found held by this member on this
+//! lease is a win), lease grants (a spare lease expires unused).
 
 use std::future::Future;
 use std::time::Duration;
@@ -64,8 +66,13 @@ impl Etcd {
         self.client.clone()
     }
 
-    /// Runs `f` against the client within the RPC bound, retrying transport failures while time is left.
-    /// `op` and `key` name the call in errors.
+    /// Runs `f` against the client within the RPC bound, retrying transport failures and hung attempts
+    /// while time is left. `op` and `key` name the call in errors.
+    ///
+    /// Each attempt gets a third of the bound: when an etcd member dies, a request it was forwarding can
+    /// hang until etcd's own request timeout (seconds) although the rest of the cluster already has a new
+    /// raft leader; another attempt on another connection gets through. Abandoned attempts may still be
+    /// applied later, which every call here tolerates (see the module doc).
     pub(crate) async fn call<T, F, Fut>(
         &self,
         op: &'static str,
@@ -78,15 +85,14 @@ impl Etcd {
     {
         let bound = self.timing.rpc;
         let end = Instant::now() + bound;
+        let per_attempt = (bound / 3).max(Duration::from_millis(250));
         let mut pause = Duration::from_millis(25);
         loop {
-            match tokio::time::timeout_at(end, f(self.client.clone())).await {
+            let attempt_end = (Instant::now() + per_attempt).min(end);
+            let outcome = tokio::time::timeout_at(attempt_end, f(self.client.clone())).await;
+            let retry = match outcome {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if transient(&e) && Instant::now() + pause < end => {
-                    tracing::debug!(op, key, error = %e, "etcd call failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
+                Ok(Err(e)) if transient(&e) => Err(e),
                 Ok(Err(source)) => {
                     return Err(ClusterError::Etcd {
                         op,
@@ -94,20 +100,35 @@ impl Etcd {
                         source,
                     });
                 }
-                Err(_) => {
-                    return Err(ClusterError::Timeout {
+                Err(_) => Ok(()),
+            };
+            if Instant::now() + pause >= end {
+                return Err(match retry {
+                    Err(source) => ClusterError::Etcd {
+                        op,
+                        key: key.to_string(),
+                        source,
+                    },
+                    Ok(()) => ClusterError::Timeout {
                         op,
                         key: key.to_string(),
                         after: bound,
-                    });
-                }
+                    },
+                });
             }
+            match &retry {
+                Err(e) => tracing::debug!(op, key, error = %e, "etcd call failed; trying again"),
+                Ok(()) => tracing::debug!(op, key, "etcd call got no answer in time; trying again"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 }
 
-/// Errors worth another try on another connection: transport failures and "unavailable" answers (a member
-/// without a leader, a leader election in progress).
+/// Errors worth another try on another connection: failures of the connection itself (tonic reports a
+/// connection that broke under a call as a status that carries the transport error as its source; statuses
+/// sent by etcd carry none) and etcd's "unavailable" answers (no leader, an election in progress).
 pub(crate) fn transient(e: &etcd_client::Error) -> bool {
     const DEADLINE_EXCEEDED: i32 = 4;
     const UNAVAILABLE: i32 = 14;
@@ -115,6 +136,7 @@ pub(crate) fn transient(e: &etcd_client::Error) -> bool {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         etcd_client::Error::GRpcStatus(s) => {
             matches!(i32::from(s.code()), DEADLINE_EXCEEDED | UNAVAILABLE)
+                || std::error::Error::source(s).is_some()
         }
         _ => false,
     }

@@ -247,7 +247,11 @@ mod tests {
         let sent = Instant::now();
         assert_eq!(deadline_after(sent, S(10)), sent + S(8));
         assert_eq!(deadline_after(sent, S(3)), sent + S(2));
-        assert_eq!(deadline_after(sent, S(1)), sent, "a TTL within the margin is never trusted");
+        assert_eq!(
+            deadline_after(sent, S(1)),
+            sent,
+            "a TTL within the margin is never trusted"
+        );
     }
 
     #[test]
@@ -273,7 +277,11 @@ mod tests {
         let t0 = Instant::now();
         let clock = LeaseClock::new(t0 + S(5));
         clock.extend(t0 + S(3));
-        assert_eq!(clock.deadline(), t0 + S(5), "an older answer does not shorten it");
+        assert_eq!(
+            clock.deadline(),
+            t0 + S(5),
+            "an older answer does not shorten it"
+        );
         clock.extend(t0 + S(7));
         assert_eq!(clock.deadline(), t0 + S(7));
         assert!(clock.is_live());

@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(k.members(), "/tend/members/");
         assert_eq!(k.member("tend-a"), "/tend/members/tend-a");
         assert_eq!(k.election(), "/tend/election");
-        assert_eq!(k.state("monitor/website").unwrap(), "/tend/state/monitor/website");
+        assert_eq!(
+            k.state("monitor/website").unwrap(),
+            "/tend/state/monitor/website"
+        );
         assert_eq!(k.state_range("").unwrap(), "/tend/state/");
         assert_eq!(k.state_range("monitor/").unwrap(), "/tend/state/monitor/");
         assert_eq!(k.claim("alert:disk").unwrap(), "/tend/claims/alert:disk");
@@ -139,7 +142,11 @@ mod tests {
     #[test]
     fn prefixes_do_not_bleed_into_each_other() {
         // "/t" and "/tt" are different clusters: every range ends with a slash.
-        assert!(!Keys::new("/tt").members().starts_with(&Keys::new("/t").members()));
+        assert!(
+            !Keys::new("/tt")
+                .members()
+                .starts_with(&Keys::new("/t").members())
+        );
     }
 
     #[test]

@@ -112,7 +112,12 @@ pub(crate) async fn run(inner: Arc<Inner>, first: Session, stop: CancellationTok
             continue;
         };
         let sent_at = Instant::now();
-        let outcome = watch_deadline(&inner, &current, keep_alive_once(&inner, &current, &mut keeper)).await;
+        let outcome = watch_deadline(
+            &inner,
+            &current,
+            keep_alive_once(&inner, &current, &mut keeper),
+        )
+        .await;
         match outcome {
             Outcome::Alive(ttl) => {
                 current.clock.extend(deadline_after(sent_at, ttl));
@@ -143,7 +148,9 @@ pub(crate) async fn run(inner: Arc<Inner>, first: Session, stop: CancellationTok
         let id = s.id;
         let revoked = inner
             .etcd
-            .call("lease revoke", &inner.name, |mut c| async move { c.lease_revoke(id).await })
+            .call("lease revoke", &inner.name, |mut c| async move {
+                c.lease_revoke(id).await
+            })
             .await;
         match revoked {
             Ok(_) => tracing::info!(member = %inner.name, lease = id, "Left the cluster"),
@@ -153,9 +160,10 @@ pub(crate) async fn run(inner: Arc<Inner>, first: Session, stop: CancellationTok
     }
 }
 
-/// The first failure in a row is worth a warning; the rest of an outage only debug lines.
+/// One failure is routine (a member restarting; the deadline has room for it): the third in a row is worth
+/// a warning, the rest of an outage only debug lines (the outage itself is logged once by `lapsed`).
 fn log_failure(failures: u32, what: &str, error: &str) {
-    if failures == 1 {
+    if failures == 3 {
         tracing::warn!(error, "{what}");
     } else {
         tracing::debug!(error, failures, "{what}");

@@ -143,6 +143,7 @@ impl Cluster {
             let _ = observe.await;
             let _ = watch.await;
             supervisor.leader_gauge.set(0.0);
+            supervisor.members_gauge.set(0.0);
             supervisor.stopped.cancel();
         });
         Ok(Cluster { inner })
@@ -160,7 +161,11 @@ impl Cluster {
 
     /// The leader's name as last observed; None when there is none or etcd is unreachable.
     pub fn leader(&self) -> Option<String> {
-        self.inner.observed.borrow().as_ref().map(|o| o.name.clone())
+        self.inner
+            .observed
+            .borrow()
+            .as_ref()
+            .map(|o| o.name.clone())
     }
 
     /// `Some(fence)` while this replica leads. Check the fence before each leader-only action: it fails at

@@ -12,7 +12,10 @@ use crate::cluster::{Cluster, ClusterError, Fence};
 
 impl Cluster {
     /// The JSON value at `prefix/state/{key}`, if any.
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ClusterError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ClusterError> {
         let full = self.inner.keys.state(key)?;
         let k = full.clone();
         let found = self
@@ -101,11 +104,17 @@ impl Cluster {
         let mut out = Vec::with_capacity(found.kvs().len());
         for kv in found.kvs() {
             let full = String::from_utf8_lossy(kv.key()).into_owned();
-            let value = serde_json::from_slice(kv.value()).map_err(|source| ClusterError::Json {
-                key: full.clone(),
-                source,
-            })?;
-            let key = self.inner.keys.state_key(&full).unwrap_or(&full).to_string();
+            let value =
+                serde_json::from_slice(kv.value()).map_err(|source| ClusterError::Json {
+                    key: full.clone(),
+                    source,
+                })?;
+            let key = self
+                .inner
+                .keys
+                .state_key(&full)
+                .unwrap_or(&full)
+                .to_string();
             out.push((key, value));
         }
         Ok(out)
@@ -138,7 +147,11 @@ impl Cluster {
         // A rebind can race another replica's takeover; a few rounds settle it.
         for _ in 0..3 {
             let lease = self.inner.live_lease()?;
-            let put = TxnOp::put(full.clone(), held.clone(), Some(PutOptions::new().with_lease(lease)));
+            let put = TxnOp::put(
+                full.clone(),
+                held.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            );
             let txn = Txn::new()
                 .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
                 .and_then([put.clone()])
@@ -154,7 +167,11 @@ impl Cluster {
                 Decision::Answer(answer) => return Ok(answer),
                 Decision::Rebind { mod_revision } => {
                     let swap = Txn::new()
-                        .when([Compare::mod_revision(full.clone(), CompareOp::Equal, mod_revision)])
+                        .when([Compare::mod_revision(
+                            full.clone(),
+                            CompareOp::Equal,
+                            mod_revision,
+                        )])
                         .and_then([put]);
                     if self.txn("claim rebind", &full, swap).await?.succeeded() {
                         return Ok(Claim::Won);
@@ -234,16 +251,20 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, ClusterError> {
 }
 
 /// The claim record read in a failed claim transaction's `else` branch.
-fn read_existing(key: &str, r: &etcd_client::TxnResponse) -> Result<Option<Existing>, ClusterError> {
+fn read_existing(
+    key: &str,
+    r: &etcd_client::TxnResponse,
+) -> Result<Option<Existing>, ClusterError> {
     for op in r.op_responses() {
         let TxnOpResponse::Get(get) = op else {
             continue;
         };
         if let Some(kv) = get.kvs().first() {
-            let record = serde_json::from_slice(kv.value()).map_err(|source| ClusterError::Json {
-                key: key.to_string(),
-                source,
-            })?;
+            let record =
+                serde_json::from_slice(kv.value()).map_err(|source| ClusterError::Json {
+                    key: key.to_string(),
+                    source,
+                })?;
             return Ok(Some(Existing {
                 record,
                 lease: kv.lease(),

@@ -115,7 +115,10 @@ mod tests {
         );
         let text = s.to_string();
         assert!(text.starts_with("etcd: ok   leader: b\n"), "{text}");
-        assert!(text.contains("  a  http://a:8080  since 2023-11-14T22:13:20Z  eu-1a (this)\n"), "{text}");
+        assert!(
+            text.contains("  a  http://a:8080  since 2023-11-14T22:13:20Z  eu-1a (this)\n"),
+            "{text}"
+        );
         assert!(text.contains("* b  http://b:8080"), "{text}");
     }
 }
