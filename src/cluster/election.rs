@@ -127,11 +127,18 @@ impl CampaignError {
 /// One campaign on `session`'s lease, believed only if the key is read back on that lease afterwards.
 async fn campaign(inner: &Inner, session: &Session) -> Result<LeaderKey, CampaignError> {
     let name = inner.keys.election();
-    let mut client = inner.etcd.client();
+    let (endpoint, client) = inner.etcd.pick().await;
+    let mut client = client.map_err(|e| CampaignError::from_etcd(&e))?;
     let mut response = client
         .campaign(name.clone(), inner.name.clone(), session.id)
         .await
-        .map_err(|e| CampaignError::from_etcd(&e))?;
+        .map_err(|e| {
+            let error = CampaignError::from_etcd(&e);
+            if error.transient {
+                inner.etcd.failed(endpoint);
+            }
+            error
+        })?;
     let key = response
         .take_leader()
         .ok_or_else(|| CampaignError::other("campaign answered without a leader key"))?;
@@ -206,7 +213,8 @@ async fn resign(inner: &Inner, key: LeaderKey) {
 }
 
 /// Keeps `inner.observed` (and so `Cluster::leader`) on etcd's view of the leader until `stop`; None while
-/// etcd is unreachable or not observed.
+/// etcd is unreachable. A stream that breaks (its etcd member died) is opened again at once, elsewhere,
+/// keeping the last view meanwhile.
 pub(crate) async fn observe(inner: Arc<Inner>, stop: CancellationToken) {
     let mut health = inner.health.subscribe();
     let name = inner.keys.election();
@@ -214,39 +222,57 @@ pub(crate) async fn observe(inner: Arc<Inner>, stop: CancellationToken) {
         if !inner.wait_healthy(&mut health, &stop).await {
             break;
         }
-        let mut client = inner.etcd.client();
-        let opened =
-            tokio::time::timeout(inner.etcd.timing.rpc, client.observe(name.clone())).await;
-        let reason = match opened {
-            Ok(Ok(mut stream)) => loop {
+        let n = name.clone();
+        let opened = inner
+            .etcd
+            .call("observe", &name, |mut c| {
+                let n = n.clone();
+                async move { c.observe(n).await }
+            })
+            .await;
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(error) => {
+                inner.observed.send_replace(None);
+                tracing::debug!(error = %error, "Cannot observe the leader; trying again");
                 tokio::select! {
-                    m = stream.message() => match m {
-                        Ok(Some(r)) => {
-                            let seen = r.kv().map(|kv| crate::cluster::Observed {
-                                name: String::from_utf8_lossy(kv.value()).into_owned(),
-                                rev: kv.create_revision(),
-                            });
-                            inner.observed.send_replace(seen);
-                        }
-                        Ok(None) => break "observe stream closed".to_string(),
-                        Err(e) => break e.to_string(),
-                    },
-                    _ = health.wait_for(|h| !h.is_ok()) => break "etcd unreachable".to_string(),
-                    _ = stop.cancelled() => break String::new(),
+                    _ = tokio::time::sleep(inner.etcd.timing.retry) => continue,
+                    _ = stop.cancelled() => break,
                 }
-            },
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "observe did not open in time".to_string(),
+            }
         };
-        inner.observed.send_replace(None);
+        let reason = loop {
+            tokio::select! {
+                m = stream.message() => match m {
+                    Ok(Some(r)) => {
+                        let seen = r.kv().map(|kv| crate::cluster::Observed {
+                            name: String::from_utf8_lossy(kv.value()).into_owned(),
+                            rev: kv.create_revision(),
+                        });
+                        inner.observed.send_replace(seen);
+                    }
+                    Ok(None) => break "observe stream closed".to_string(),
+                    Err(e) => break e.to_string(),
+                },
+                _ = health.wait_for(|h| !h.is_ok()) => {
+                    inner.observed.send_replace(None);
+                    break "etcd unreachable".to_string();
+                }
+                _ = stop.cancelled() => break String::new(),
+            }
+        };
         if stop.is_cancelled() {
             break;
         }
-        tracing::debug!(reason, "Leader observation ended; observing again");
+        tracing::debug!(reason, "Leader observation broke; observing again");
         tokio::select! {
-            _ = tokio::time::sleep(inner.etcd.timing.retry) => {}
+            _ = tokio::time::sleep(RESTREAM_PAUSE) => {}
             _ = stop.cancelled() => break,
         }
     }
     inner.observed.send_replace(None);
 }
+
+/// The pause before a broken stream (observe, member watch) is opened again: short, so a dead etcd member
+/// goes unnoticed, but not a busy loop if etcd keeps closing it.
+pub(crate) const RESTREAM_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);

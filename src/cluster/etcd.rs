@@ -1,26 +1,39 @@
-//! The etcd client as tend uses it: built from `[cluster]`, and one wrapper that bounds every call.
+//! The etcd client as tend uses it: built from `[cluster]`, pinned to one endpoint at a time, and one
+//! wrapper that bounds every call.
 //!
-//! Every unary call goes through [`Etcd::call`]: a `tokio::time::timeout` of min(lease/2, 5 s) around the
-//! whole exchange (a hung connection must not hang a caller), with quick retries of transport-level
-//! failures and hung attempts inside that bound, so that one dead etcd member among several is invisible
+//! One client per endpoint, one in use: a call that fails at the transport level (or gets no answer)
+//! moves every later call to the next endpoint, the way etcd's own Go client pins and fails over. (The
+//! crate's balanced channel keeps sending a share of calls to a dead member, preferring it because it has
+//! nothing in flight.) Every unary call goes through [`Etcd::call`]: a `tokio::time::timeout` of
+//! min(lease/2, 5 s) around the whole exchange (a hung connection must not hang a caller), with quick
+//! retries on the next endpoint inside that bound, so that one dead etcd member among several is invisible
 //! to callers. Every write tend retries may be applied twice without harm: plain puts, deletes,
 //! compare-and-put transactions whose outcome is re-read (a claim found held by this member on this
 //! lease is a win), lease grants (a spare lease expires unused).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::cluster::fence::Timing;
 use crate::cluster::{ClusterConfig, ClusterError};
 
-/// A connected client and the timings of this cluster's lease.
-#[derive(Clone)]
+/// The clients, the endpoint in use, and the timings of this cluster's lease.
 pub(crate) struct Etcd {
-    client: Client,
+    endpoints: Vec<Endpoint>,
+    current: AtomicUsize,
+    options: ConnectOptions,
     pub(crate) timing: Timing,
+}
+
+/// One etcd member's client URL and its client, made on first use.
+struct Endpoint {
+    url: String,
+    client: OnceCell<Client>,
 }
 
 /// How often the HTTP/2 connection is pinged while streams are open. etcd refuses pings more frequent
@@ -28,11 +41,12 @@ pub(crate) struct Etcd {
 const PING_EVERY: Duration = Duration::from_secs(5);
 
 impl Etcd {
-    /// Builds the client. The channel connects lazily (no I/O here) unless a username is set, in which
-    /// case etcd is asked for a token now.
-    pub(crate) async fn connect(config: &ClusterConfig) -> Result<Etcd, ClusterError> {
-        let timing = Timing::for_lease(config.lease);
-        let endpoints = config.etcd.join(",");
+    /// Prepares the clients; nothing is sent until the first call (which, with a username, first asks
+    /// that endpoint for a token). Fails only on unreadable TLS files.
+    pub(crate) fn new(config: &ClusterConfig) -> Result<Etcd, ClusterError> {
+        // etcd counts leases in whole seconds: round up, so the lease is never shorter than configured.
+        let timing =
+            Timing::for_lease(Duration::from_secs(config.lease.as_secs_f64().ceil() as u64));
         let mut options = ConnectOptions::new()
             .with_connect_timeout(timing.rpc)
             .with_keep_alive(PING_EVERY, timing.rpc)
@@ -46,33 +60,68 @@ impl Etcd {
         if let Some(tls) = tls_options(config)? {
             options = options.with_tls(tls);
         }
-        let connect = Client::connect(&config.etcd, Some(options));
-        let client = match tokio::time::timeout(timing.rpc * 2, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(source)) => return Err(ClusterError::Connect { endpoints, source }),
-            Err(_) => {
-                return Err(ClusterError::Timeout {
-                    op: "connect",
-                    key: endpoints,
-                    after: timing.rpc * 2,
-                });
-            }
+        let endpoints = config
+            .etcd
+            .iter()
+            .map(|url| Endpoint {
+                url: url.clone(),
+                client: OnceCell::new(),
+            })
+            .collect();
+        // Replicas start on different members, so their load spreads over the etcd cluster.
+        let first = fastrand::usize(..config.etcd.len().max(1));
+        Ok(Etcd {
+            endpoints,
+            current: AtomicUsize::new(first),
+            options,
+            timing,
+        })
+    }
+
+    /// The endpoint in use (its index) and its client, connecting it first if needed.
+    pub(crate) async fn pick(&self) -> (usize, Result<Client, etcd_client::Error>) {
+        let i = self.current();
+        (i, self.client_at(i).await)
+    }
+
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Acquire) % self.endpoints.len().max(1)
+    }
+
+    async fn client_at(&self, i: usize) -> Result<Client, etcd_client::Error> {
+        let Some(endpoint) = self.endpoints.get(i) else {
+            return Err(etcd_client::Error::InvalidArgs("no etcd endpoints".into()));
         };
-        Ok(Etcd { client, timing })
+        endpoint
+            .client
+            .get_or_try_init(|| {
+                Client::connect([endpoint.url.as_str()], Some(self.options.clone()))
+            })
+            .await
+            .cloned()
     }
 
-    /// A handle on the client (cheap: it shares the channel).
-    pub(crate) fn client(&self) -> Client {
-        self.client.clone()
+    /// Endpoint `i` failed: later calls use the next one (unless another caller moved on already).
+    pub(crate) fn failed(&self, i: usize) {
+        let n = self.endpoints.len().max(1);
+        if self
+            .current
+            .compare_exchange(i, (i + 1) % n, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            && n > 1
+        {
+            tracing::debug!(endpoint = %self.endpoints[(i + 1) % n].url, "Switching etcd endpoint");
+        }
     }
 
-    /// Runs `f` against the client within the RPC bound, retrying transport failures and hung attempts
-    /// while time is left. `op` and `key` name the call in errors.
+    /// Runs `f` against the endpoint in use within the RPC bound; on a transport failure or a hung attempt
+    /// moves to the next endpoint and tries again while time is left. `op` and `key` name the call in
+    /// errors.
     ///
     /// Each attempt gets a third of the bound: when an etcd member dies, a request it was forwarding can
     /// hang until etcd's own request timeout (seconds) although the rest of the cluster already has a new
-    /// raft leader; another attempt on another connection gets through. Abandoned attempts may still be
-    /// applied later, which every call here tolerates (see the module doc).
+    /// raft leader; another attempt elsewhere gets through. Abandoned attempts may still be applied later,
+    /// which every call here tolerates (see the module doc).
     pub(crate) async fn call<T, F, Fut>(
         &self,
         op: &'static str,
@@ -86,14 +135,24 @@ impl Etcd {
         let bound = self.timing.rpc;
         let end = Instant::now() + bound;
         let per_attempt = (bound / 3).max(Duration::from_millis(250));
-        let mut pause = Duration::from_millis(25);
+        let mut pause = Duration::from_millis(10);
         loop {
             let attempt_end = (Instant::now() + per_attempt).min(end);
-            let outcome = tokio::time::timeout_at(attempt_end, f(self.client.clone())).await;
-            let retry = match outcome {
+            let i = self.current();
+            let attempt = async {
+                let client = self.client_at(i).await.map_err(|e| (true, e))?;
+                f(client).await.map_err(|e| (false, e))
+            };
+            let retry = match tokio::time::timeout_at(attempt_end, attempt).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if transient(&e) => Err(e),
-                Ok(Err(source)) => {
+                Ok(Err((_, e))) if transient(&e) => Err(e),
+                Ok(Err((true, source))) => {
+                    return Err(ClusterError::Connect {
+                        endpoints: self.endpoints[i].url.clone(),
+                        source,
+                    });
+                }
+                Ok(Err((false, source))) => {
                     return Err(ClusterError::Etcd {
                         op,
                         key: key.to_string(),
@@ -102,6 +161,7 @@ impl Etcd {
                 }
                 Err(_) => Ok(()),
             };
+            self.failed(i);
             if Instant::now() + pause >= end {
                 return Err(match retry {
                     Err(source) => ClusterError::Etcd {

@@ -211,33 +211,41 @@ async fn watch_deadline(
     }
 }
 
-/// One keep-alive request and its answer, within the RPC bound. Opens the stream first if there is none
-/// (opening sends the first request itself).
+/// One keep-alive request and its answer, within the RPC bound. Without a stream, or when the stream
+/// fails, a new stream is opened at once (opening sends the first request itself and is retried on
+/// another connection if the first one is dead). The caller dates the renewal from before the first try,
+/// which can only make the deadline earlier, never later.
 async fn keep_alive_once(inner: &Inner, session: &Session, keeper: &mut Keeper) -> Outcome {
-    let bound = inner.etcd.timing.rpc;
-    let exchange = async {
-        if let Some((k, stream)) = keeper.as_mut() {
-            k.keep_alive().await.map_err(|e| e.to_string())?;
-            return match stream.message().await {
-                Ok(Some(r)) if r.ttl() > 0 => Ok(Outcome::Alive(secs(r.ttl()))),
-                Ok(Some(_)) => Ok(Outcome::Gone),
-                Ok(None) => Err("keep-alive stream closed".to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+    if let Some((k, stream)) = keeper.as_mut() {
+        let exchange = async {
+            k.keep_alive().await?;
+            stream.message().await
+        };
+        let bound = inner.etcd.timing.rpc;
+        let failed = match tokio::time::timeout(bound, exchange).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => return Outcome::Alive(secs(r.ttl())),
+            Ok(Ok(Some(_))) => return Outcome::Gone,
+            Ok(Ok(None)) => "keep-alive stream closed".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no keep-alive answer within {bound:?}"),
+        };
+        tracing::debug!(member = %inner.name, error = failed, "Keep-alive stream failed; opening another");
+        *keeper = None;
+    }
+    let id = session.id;
+    let opened = inner
+        .etcd
+        .call("lease keep-alive", &inner.name, |mut c| async move {
+            c.lease_keep_alive(id).await
+        })
+        .await;
+    match opened {
+        Ok(opened) => {
+            *keeper = Some(opened);
+            Outcome::Alive(session.ttl)
         }
-        match inner.etcd.client().lease_keep_alive(session.id).await {
-            Ok(opened) => {
-                *keeper = Some(opened);
-                Ok(Outcome::Alive(session.ttl))
-            }
-            Err(e) if lease_not_found(&e) => Ok(Outcome::Gone),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    match tokio::time::timeout(bound, exchange).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Outcome::Failed(e),
-        Err(_) => Outcome::Failed(format!("no answer within {bound:?}")),
+        Err(ClusterError::Etcd { source, .. }) if lease_not_found(&source) => Outcome::Gone,
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 

@@ -13,6 +13,7 @@ use etcd_client::{EventType, GetOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::election::RESTREAM_PAUSE;
 use crate::cluster::{ClusterConfig, Inner};
 
 /// What a replica says about itself (the JSON under `{prefix}/members/{name}`).
@@ -73,25 +74,38 @@ pub(crate) async fn run(inner: Arc<Inner>, stop: CancellationToken) {
         if !inner.wait_healthy(&mut health, &stop).await {
             return;
         }
-        if let Err(reason) = follow(&inner, &mut health, &stop).await {
-            tracing::debug!(reason, "Member watch ended; reading the members again");
-        }
-        if stop.is_cancelled() {
-            return;
-        }
+        let pause = match follow(&inner, &mut health, &stop).await {
+            Ok(()) => return,
+            Err(Ended::Broke(reason)) => {
+                tracing::debug!(reason, "Member watch broke; reading the members again");
+                RESTREAM_PAUSE
+            }
+            Err(Ended::Failed(reason)) => {
+                tracing::debug!(reason, "Cannot read or watch the members; trying again");
+                inner.etcd.timing.retry
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(inner.etcd.timing.retry) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.cancelled() => return,
         }
     }
 }
 
-/// One list-then-watch round; returns why it ended.
+/// Why a list-then-watch round ended.
+enum Ended {
+    /// The list or the watch could not be had.
+    Failed(String),
+    /// The watch worked, then broke.
+    Broke(String),
+}
+
+/// One list-then-watch round; Ok on `stop`.
 async fn follow(
     inner: &Inner,
     health: &mut tokio::sync::watch::Receiver<crate::cluster::Health>,
     stop: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), Ended> {
     let prefix = inner.keys.members();
     let p = prefix.clone();
     let listed = inner
@@ -101,7 +115,7 @@ async fn follow(
             async move { c.get(p, Some(GetOptions::new().with_prefix())).await }
         })
         .await
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| Ended::Failed(e.to_string()))?;
     let revision = listed.header().map_or(0, |h| h.revision());
     let mut members = BTreeMap::new();
     for kv in listed.kvs() {
@@ -114,29 +128,31 @@ async fn follow(
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
-    let mut client = inner.etcd.client();
-    let open = client.watch(prefix.clone(), Some(options));
-    let mut stream = match tokio::time::timeout(inner.etcd.timing.rpc, open).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(format!("watch failed: {e}")),
-        Err(_) => return Err("watch timed out".into()),
-    };
+    let p = prefix.clone();
+    let mut stream = inner
+        .etcd
+        .call("watch", &prefix, |mut c| {
+            let (p, o) = (p.clone(), options.clone());
+            async move { c.watch(p, Some(o)).await }
+        })
+        .await
+        .map_err(|e| Ended::Failed(e.to_string()))?;
     loop {
         let message = tokio::select! {
             m = stream.message() => m,
             _ = stop.cancelled() => return Ok(()),
-            _ = health.wait_for(|h| !h.is_ok()) => return Err("etcd unreachable".into()),
+            _ = health.wait_for(|h| !h.is_ok()) => return Err(Ended::Failed("etcd unreachable".into())),
         };
         let response = match message {
             Ok(Some(r)) => r,
-            Ok(None) => return Err("watch stream closed".into()),
-            Err(e) => return Err(format!("watch failed: {e}")),
+            Ok(None) => return Err(Ended::Broke("watch stream closed".into())),
+            Err(e) => return Err(Ended::Broke(format!("watch failed: {e}"))),
         };
         if response.canceled() {
-            return Err(format!("watch cancelled: {}", response.cancel_reason()));
-        }
-        if response.events().is_empty() {
-            continue;
+            return Err(Ended::Broke(format!(
+                "watch cancelled: {}",
+                response.cancel_reason()
+            )));
         }
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };

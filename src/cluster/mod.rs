@@ -1,23 +1,23 @@
 //! Running several tend replicas as one: membership, leadership with fencing, claims and shared state on etcd.
 //!
 //! [`Cluster::join`] connects to etcd, grants a lease, registers this replica under it and starts four
-//! background tasks that stop on the shutdown token: the keep-alive loop ([`lease`]: it also starts over
-//! with a new lease when the old one is lost), the campaign ([`election`]), the leader observation, and the
-//! member watch ([`members`]). What they learn is published on `watch` channels, so readers never wait on
+//! background tasks that stop on the shutdown token: the keep-alive loop (`lease.rs`: it also starts over
+//! with a new lease when the old one is lost), the campaign (`election.rs`), the leader observation, and the
+//! member watch (`members.rs`). What they learn is published on `watch` channels, so readers never wait on
 //! etcd: [`Cluster::members`], [`Cluster::leader`], [`Cluster::leadership`], [`Cluster::health`].
 //!
 //! Leadership is only as good as its [`Fence`]: check it right before acting, and write leader-only state
 //! with [`Cluster::put_fenced`], which etcd refuses once a newer term exists. Alerts are claimed
 //! ([`Cluster::claim`]) so that every alert is delivered once across replicas.
 
-pub mod claim;
-pub mod config;
+mod claim;
+mod config;
 mod election;
 mod error;
 mod etcd;
-pub mod fence;
-pub mod health;
-pub mod keys;
+mod fence;
+mod health;
+mod keys;
 mod lease;
 mod members;
 mod state;
@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use claim::Claim;
-pub use config::ClusterConfig;
+pub use config::{ClusterConfig, MIN_LEASE};
 pub use error::ClusterError;
 pub use fence::{Fence, NotLeader};
 pub use health::{ClusterEvent, Health};
@@ -98,7 +98,7 @@ impl Cluster {
         if !keys::valid_member_name(&me.name) {
             return Err(ClusterError::InvalidName(me.name));
         }
-        let etcd = Etcd::connect(config).await?;
+        let etcd = Etcd::new(config)?;
         let inner = Arc::new(Inner {
             etcd,
             name: me.name.clone(),

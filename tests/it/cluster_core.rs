@@ -459,6 +459,15 @@ async fn one_etcd_member_down_changes_nothing_and_all_down_degrades_then_recover
             .unwrap_or_else(|e| panic!("put via {}: {e:?}", r.cluster.name()));
         let back: Option<usize> = all[(n + 1) % 3].cluster.get_json("k").await.expect("get");
         assert_eq!(back, Some(n));
+        for r in all {
+            assert_eq!(
+                r.cluster.leader().as_deref(),
+                Some(leader.cluster.name()),
+                "{} observes",
+                r.cluster.name()
+            );
+            assert!(r.cluster.health().is_ok(), "{} healthy", r.cluster.name());
+        }
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
