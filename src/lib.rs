@@ -32,6 +32,7 @@ pub mod alert;
 pub mod app;
 pub mod balancer;
 pub mod cloud;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod deploy;

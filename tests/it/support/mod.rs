@@ -1,6 +1,7 @@
 //! Helpers that start real servers for the integration tests, and small shared utilities.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod fault_proxy;
 pub mod moto;
 pub mod smtp;
