@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cluster::keys::valid_member_name;
-use crate::config::{Invalid, Secret, human_duration};
+use crate::core::{Invalid, Secret};
 
 /// `[cluster]`: run as one of several replicas coordinated through etcd.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,7 +22,7 @@ pub struct ClusterConfig {
     pub name: Option<String>,
     /// The membership and leadership lease. A replica that is silent this long is gone; a leader stops
     /// acting a margin (max(1 s, lease/5)) before it. At least 2 s.
-    #[serde(default = "default_lease", with = "human_duration")]
+    #[serde(default = "default_lease", with = "crate::core::duration")]
     pub lease: Duration,
     /// Every key tend writes lives under this prefix, so several tend clusters can share one etcd.
     #[serde(default = "default_prefix")]
