@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{AlertError, Alerter};
+use crate::alert::claims::ClusterClaims;
+use crate::alert::{Alert, AlertError, Alerter};
 use crate::cloud::CloudError;
+use crate::cluster::{Cluster, ClusterConfig, ClusterError, ClusterEvent, Health, MemberInfo};
 use crate::config::Config;
+use crate::core::{Event, Level};
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;
 use crate::monitor::service::MonitorService;
@@ -42,6 +45,9 @@ pub enum AppError {
     /// A cloud or balancer client could not be built.
     #[error(transparent)]
     Cloud(#[from] CloudError),
+    /// The cluster settings cannot work (TLS files, member name).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// What every part may be handed: the store, the metrics registry and the alerter. Cheap to clone.
@@ -95,6 +101,23 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut web = Web::new(config.web.clone(), handles.metrics.clone());
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let cluster = join(c, config, handles, shutdown.clone()).await?;
+            web = web
+                .section(Arc::new(crate::cluster::web::ClusterSection(
+                    cluster.clone(),
+                )))
+                .routes(crate::cluster::web::routes(cluster.clone()));
+            tasks.spawn(tell_cluster_events(
+                cluster.clone(),
+                handles.alerter.clone(),
+                shutdown.clone(),
+            ));
+            Some(cluster)
+        }
+        None => None,
+    };
     if let (true, Some(monitor)) = (parts.monitor, &config.monitor) {
         let service = MonitorService::new(
             monitor.clone(),
@@ -115,18 +138,21 @@ pub async fn run(
         let status = FleetStatus::default();
         web = web.section(Arc::new(status.clone()));
         let (scale, cloud, h) = (scale.clone(), cloud.clone(), handles.clone());
-        let token = shutdown.clone();
+        let (token, cluster) = (shutdown.clone(), cluster.clone());
         tasks.spawn(supervise("scale", shutdown.clone(), move || {
             let (scale, cloud, h) = (scale.clone(), cloud.clone(), h.clone());
-            let (token, status) = (token.clone(), status.clone());
+            let (token, status, cluster) = (token.clone(), status.clone(), cluster.clone());
             async move {
                 // Built inside the task: a provider that cannot be reached yet is retried with backoff.
-                Orchestrator::build(&scale, &cloud, &h.store, &h.alerter, &h.metrics, false)
-                    .await
-                    .map_err(ScaleError::Cloud)?
-                    .with_status(status)
-                    .run(token)
-                    .await
+                let mut orchestrator =
+                    Orchestrator::build(&scale, &cloud, &h.store, &h.alerter, &h.metrics, false)
+                        .await
+                        .map_err(ScaleError::Cloud)?
+                        .with_status(status);
+                if let Some(cluster) = cluster {
+                    orchestrator = orchestrator.with_cluster(cluster);
+                }
+                orchestrator.run(token).await
             }
         }));
     }
@@ -155,8 +181,14 @@ pub async fn run(
         });
     }
     shutdown.cancelled().await;
-    let drained =
-        tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(GRACE, async {
+        while tasks.join_next().await.is_some() {}
+        // Leadership resigned and the lease revoked, so another replica takes over at once.
+        if let Some(cluster) = &cluster {
+            cluster.stopped().await;
+        }
+    })
+    .await;
     if drained.is_err() {
         tracing::warn!(
             "Some parts did not stop within {}; leaving them",
@@ -165,4 +197,74 @@ pub async fn run(
         tasks.abort_all();
     }
     Ok(())
+}
+
+/// Joins the cluster `[cluster]` describes and has the alerter claim every message in it.
+async fn join(
+    c: &ClusterConfig,
+    config: &Config,
+    handles: &Handles,
+    shutdown: CancellationToken,
+) -> Result<Cluster, AppError> {
+    let address = c
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.web.listen));
+    let me = MemberInfo::for_config(c, address)?;
+    let cluster = Cluster::join(c, me, &handles.metrics, shutdown).await?;
+    handles
+        .alerter
+        .coordinate(Arc::new(ClusterClaims::new(cluster.clone(), c.lease)));
+    Ok(cluster)
+}
+
+/// Tells the team when this replica loses etcd (it then works alone) and when it is back.
+async fn tell_cluster_events(cluster: Cluster, alerter: Alerter, shutdown: CancellationToken) {
+    let mut events = cluster.events();
+    let me = cluster.name().to_string();
+    let degraded = |since: std::time::SystemTime| {
+        Alert::new(
+            Event::ClusterDegraded,
+            &me,
+            Level::Error,
+            format!("{me} cannot reach etcd: working alone"),
+            format!(
+                "{me} has not reached etcd since {}. Until it does, it checks and alerts on its own (alerts \
+                 go out without cluster coordination, so another replica may send them too) and it does no \
+                 leader work: no scaling, no deploys.",
+                crate::core::time::rfc3339(since)
+            ),
+        )
+    };
+    // The event of an outage at start came before anyone listened.
+    if let Health::Unreachable { since } = cluster.health() {
+        alerter.raise(degraded(since));
+    }
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.recv() => e,
+        };
+        match event {
+            Ok(ClusterEvent::Degraded { since }) => alerter.raise(degraded(since)),
+            Ok(ClusterEvent::Recovered { after }) => alerter.raise(Alert::new(
+                Event::ClusterRecovered,
+                &me,
+                Level::Notice,
+                format!(
+                    "{me} reaches etcd again after {}",
+                    crate::core::duration::seconds(after)
+                ),
+                format!("{me} is a member of the cluster again; alerts are coordinated again."),
+            )),
+            Ok(ClusterEvent::LeadershipGained) => {
+                crate::notice!(member = %me, "This replica leads the cluster")
+            }
+            Ok(ClusterEvent::LeadershipLost) => {
+                crate::notice!(member = %me, "This replica no longer leads the cluster")
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

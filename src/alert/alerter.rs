@@ -169,6 +169,13 @@ impl Alerter {
         self.send(alert);
     }
 
+    /// From now on, each message is claimed across replicas before it is delivered (see [`super::claims`]).
+    pub fn coordinate(&self, claims: Arc<dyn super::claims::Claims>) {
+        if self.inbox.push(Cmd::Coordinate(claims), true).is_err() {
+            tracing::warn!(alert = false, "Alerter is stopped; cannot coordinate it");
+        }
+    }
+
     /// Blocks until every queued alert is planned and delivered, or `timeout` passes. Never call it from a
     /// single-threaded async runtime's thread; use [`Alerter::flush_async`] there.
     pub fn flush(&self, timeout: Duration) -> FlushReport {

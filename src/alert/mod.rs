@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use crate::core::{Event, Level};
 
 mod alerter;
+pub mod claims;
 pub mod config;
 pub mod file;
 pub mod notifier;

@@ -57,6 +57,10 @@ pub struct Planned {
     pub rows: Vec<(i64, i64)>,
     /// The rows' keys.
     pub keys: Vec<String>,
+    /// What identifies this message across replicas (the same alert planned on another replica gets the
+    /// same claim): the key for a first message, `key+more` for the "more like this" one, the sorted keys for
+    /// a digest.
+    pub claim: String,
 }
 
 /// When a row falls due, or None when it has nothing unsent.
@@ -126,12 +130,18 @@ fn single(row: &Pending, g: &Grouping) -> Planned {
             stamp(row.last_at)
         );
     }
+    let claim = if row.count_sent == 0 {
+        row.key.clone()
+    } else {
+        format!("{}+more", row.key)
+    };
     Planned {
         severity: row.severity,
         subject,
         body,
         rows: vec![(row.id, row.count)],
         keys: vec![row.key.clone()],
+        claim,
     }
 }
 
@@ -165,12 +175,17 @@ fn digest(rows: &[&Pending]) -> Planned {
         let first_line = row.body.lines().next().unwrap_or("");
         let _ = writeln!(body, "\n== {} [{}]\n{}", row.subject, row.key, first_line);
     }
+    let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    let claim = format!("Digest:{}", sorted.join("\n"));
     Planned {
         severity,
         subject,
         body,
         rows: rows.iter().map(|r| (r.id, r.count)).collect(),
-        keys: rows.iter().map(|r| r.key.clone()).collect(),
+        keys,
+        claim,
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::claims::{Claims, Gate};
 use super::notifier::{DeliveryError, Notifier};
 use super::{Alert, AlertConfig, plan, store};
 use crate::core::time::millis;
@@ -53,6 +54,8 @@ pub(super) enum Cmd {
     Now(Alert, Instant, oneshot::Sender<NotifyReport>),
     /// Flush what can be flushed by the deadline, then end the thread.
     Stop(Instant, oneshot::Sender<()>),
+    /// From now on, claim each message across replicas before delivering it.
+    Coordinate(Arc<dyn Claims>),
 }
 
 /// A delivery attempt's result, from its task back to the loop.
@@ -60,7 +63,20 @@ struct Outcome {
     message: i64,
     notifier: String,
     attempts: u32,
-    result: Result<(), DeliveryError>,
+    claim: String,
+    result: Attempt,
+}
+
+/// What became of one delivery attempt.
+enum Attempt {
+    /// The notifier took it (`coordinated`: under this replica's claim).
+    Delivered { coordinated: bool },
+    /// The notifier refused or failed: retried with backoff.
+    Failed(DeliveryError),
+    /// Another replica delivered it.
+    ByPeer(String),
+    /// Another replica is delivering it (or the claim could not be asked yet): ask again later.
+    Deferred(Duration),
 }
 
 /// Someone waiting for an answer until a deadline.
@@ -80,6 +96,7 @@ pub(super) struct Worker {
     failed: Counter,
     alerts: Counter,
     inflight: HashSet<(i64, String)>,
+    claims: Option<Arc<dyn Claims>>,
     flushes: Vec<Waiter<FlushReport>>,
     nows: Vec<(i64, Waiter<NotifyReport>)>,
     stop: Option<Waiter<()>>,
@@ -113,6 +130,7 @@ impl Worker {
             failed: deliveries("error"),
             alerts: metrics.counter("tend_alerts_total", "Alerts sent to the alerter.", &[]),
             inflight: HashSet::new(),
+            claims: None,
             flushes: Vec::new(),
             nows: Vec::new(),
             stop: None,
@@ -203,6 +221,7 @@ impl Worker {
                     flush_now = true;
                     self.stop = Some(Waiter { deadline, reply });
                 }
+                Cmd::Coordinate(claims) => self.claims = Some(claims),
             }
         }
         self.record_alerts(alerts);
@@ -251,9 +270,11 @@ impl Worker {
 
     /// A `notify_now` alert becomes a message of its own at once.
     fn create_now(&mut self, a: Alert, waiter: Waiter<NotifyReport>, now: i64) {
+        // Sent at once on request (`tend notify`): its own claim, never mistaken for another's.
         let planned = plan::Planned {
             severity: a.severity,
             keys: vec![a.key()],
+            claim: format!("{}#{now}{}", a.key(), fastrand::u64(..)),
             subject: a.subject,
             body: a.body,
             rows: vec![],
@@ -378,12 +399,29 @@ impl Worker {
             };
             self.inflight.insert(key);
             let (notifier, done) = (notifier.clone(), self.done_tx.clone());
+            let claims = self.claims.clone().filter(|_| !d.claim.is_empty());
             tokio::spawn(async move {
-                let result = notifier.deliver(&d.message).await;
+                let gate = match &claims {
+                    Some(c) => c.gate(&d.claim).await,
+                    None => Gate::Deliver,
+                };
+                let result = match gate {
+                    Gate::Deliver | Gate::Uncoordinated => {
+                        match notifier.deliver(&d.message).await {
+                            Ok(()) => Attempt::Delivered {
+                                coordinated: claims.is_some() && gate == Gate::Deliver,
+                            },
+                            Err(e) => Attempt::Failed(e),
+                        }
+                    }
+                    Gate::ByPeer(by) => Attempt::ByPeer(by),
+                    Gate::Wait(after) => Attempt::Deferred(after),
+                };
                 let _ = done.send(Outcome {
                     message: d.message.id,
                     notifier: d.notifier,
                     attempts: d.attempts + 1,
+                    claim: d.claim,
                     result,
                 });
             });
@@ -393,15 +431,35 @@ impl Worker {
     fn record(&mut self, o: Outcome) {
         self.inflight.remove(&(o.message, o.notifier.clone()));
         let now = millis(SystemTime::now());
-        let stored = match &o.result {
-            Ok(()) => {
+        let stored = match o.result {
+            Attempt::Delivered { coordinated } => {
                 self.delivered.inc();
-                self.store
-                    .blocking(|c| store::delivered(c, o.message, &o.notifier, now))
+                if !coordinated && self.claims.is_some() {
+                    tracing::warn!(alert = false, notifier = %o.notifier, message = o.message,
+                        "Alert sent without cluster coordination (etcd unreachable): another replica may send it too");
+                }
+                let stored = self
+                    .store
+                    .blocking(|c| store::delivered(c, o.message, &o.notifier, now));
+                if coordinated {
+                    self.mark_claim_done(o.message, o.claim);
+                }
+                stored
             }
-            Err(error) => {
+            Attempt::ByPeer(by) => {
+                tracing::info!(alert = false, notifier = %o.notifier, message = o.message, by = %by,
+                    "Alert already delivered by another replica");
+                self.store
+                    .blocking(|c| store::delivered_by_peer(c, o.message, &o.notifier, now, &by))
+            }
+            Attempt::Deferred(after) => {
+                let next = now + after.as_millis() as i64;
+                self.store
+                    .blocking(|c| store::defer(c, o.message, &o.notifier, next))
+            }
+            Attempt::Failed(error) => {
                 self.failed.inc();
-                let reason = crate::core::chain(error);
+                let reason = crate::core::chain(&error);
                 let delay = plan::backoff(o.attempts, self.retry_initial, self.retry_max);
                 // Spread retries a little so that many failed deliveries don't hit a recovering server at once.
                 let jitter = fastrand::u64(0..=delay.as_millis() as u64 / 10);
@@ -421,6 +479,22 @@ impl Worker {
         };
         if let Err(error) = stored {
             tracing::warn!(alert = false, %error, "Cannot record a delivery result");
+        }
+    }
+
+    /// Once every notifier took the message, its claim becomes "done" for the dedup window, so no replica
+    /// sends it again.
+    fn mark_claim_done(&self, message: i64, claim: String) {
+        let Some(claims) = self.claims.clone() else {
+            return;
+        };
+        let left = self
+            .store
+            .blocking(|c| store::undelivered_of(c, message))
+            .unwrap_or(1);
+        if left == 0 {
+            let keep_for = self.grouping.dedup_window;
+            tokio::spawn(async move { claims.delivered(&claim, keep_for).await });
         }
     }
 }

@@ -95,8 +95,16 @@ pub fn create_messages(
     let mut ids = Vec::with_capacity(planned.len());
     for p in planned {
         tx.execute(
-            "INSERT INTO messages (created_at, severity, subject, body, keys) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now, p.severity.as_str(), p.subject, p.body, p.keys.join("\n")],
+            "INSERT INTO messages (created_at, severity, subject, body, keys, claim)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                now,
+                p.severity.as_str(),
+                p.subject,
+                p.body,
+                p.keys.join("\n"),
+                p.claim
+            ],
         )?;
         let id = tx.last_insert_rowid();
         for n in notifiers {
@@ -126,12 +134,14 @@ pub struct Due {
     pub notifier: String,
     /// Attempts so far.
     pub attempts: u32,
+    /// The message's claim across replicas.
+    pub claim: String,
 }
 
 /// Deliveries whose time has come, oldest first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT m.id, m.created_at, m.severity, m.subject, m.body, m.keys, d.notifier, d.attempts
+        "SELECT m.id, m.created_at, m.severity, m.subject, m.body, m.keys, d.notifier, d.attempts, m.claim
          FROM deliveries d JOIN messages m ON m.id = d.message_id
          WHERE d.delivered_at IS NULL AND d.next_at <= ?1
          ORDER BY d.next_at, m.id LIMIT ?2",
@@ -148,6 +158,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
             },
             notifier: r.get(6)?,
             attempts: r.get::<_, i64>(7)? as u32,
+            claim: r.get(8)?,
         })
     })?;
     rows.collect()
@@ -191,6 +202,44 @@ pub fn failed(
         params![message, notifier, next_at, error],
     )
     .map(|_| ())
+}
+
+/// Records that another replica delivered the message (`by`): done here too, without sending.
+pub fn delivered_by_peer(
+    conn: &Connection,
+    message: i64,
+    notifier: &str,
+    now: i64,
+    by: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE deliveries SET delivered_at = ?3, last_error = ?4 WHERE message_id = ?1 AND notifier = ?2",
+        params![message, notifier, now, format!("delivered by {by}")],
+    )
+    .map(|_| ())
+}
+
+/// Puts a delivery off until `next_at` without counting an attempt (another replica is delivering it).
+pub fn defer(
+    conn: &Connection,
+    message: i64,
+    notifier: &str,
+    next_at: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE deliveries SET next_at = ?3 WHERE message_id = ?1 AND notifier = ?2",
+        params![message, notifier, next_at],
+    )
+    .map(|_| ())
+}
+
+/// Deliveries of one message not yet done.
+pub fn undelivered_of(conn: &Connection, message: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE message_id = ?1 AND delivered_at IS NULL",
+        [message],
+        |r| r.get(0),
+    )
 }
 
 /// Deliveries not yet done (for metrics and `flush`).

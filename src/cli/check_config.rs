@@ -65,6 +65,15 @@ pub fn print_summary(config: &Config, source: &Source) {
         };
         println!("  deploy    {} step(s) to {hosts}{hook}", d.steps.len());
     }
+    if let Some(c) = &config.cluster {
+        println!(
+            "  cluster   member {} of the etcd at {}, lease {}, keys under {}",
+            c.name.as_deref().unwrap_or("(the host name)"),
+            c.etcd.join(", "),
+            duration::exact(c.lease),
+            c.prefix
+        );
+    }
     let names = config.alert.notifier_names();
     if names.is_empty() {
         println!("  alerts    no notifier: alerts stay in the outbox");

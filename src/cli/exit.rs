@@ -49,7 +49,7 @@ pub fn code(error: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<AppError>() {
             return match e {
-                AppError::Store(_) | AppError::Alert(_) => 2,
+                AppError::Store(_) | AppError::Alert(_) | AppError::Cluster(_) => 2,
                 AppError::Web(WebError::Bind { .. }) => 2,
                 _ => 3,
             };
@@ -67,6 +67,9 @@ pub fn code(error: &anyhow::Error) -> u8 {
             } else {
                 2
             };
+        }
+        if cause.is::<tend::cluster::ClusterError>() {
+            return 2;
         }
         if cause.is::<tend::scale::ScaleError>() || cause.is::<tend::cloud::CloudError>() {
             return 1;

@@ -78,6 +78,14 @@ pub async fn fleet(config: Config, console: Console, args: FleetArgs) -> anyhow:
 pub async fn scale(config: Config, console: Console, args: ScaleArgs) -> anyhow::Result<Status> {
     let cloud = config.cloud.as_ref().ok_or_else(|| missing("cloud"))?;
     let scale = config.scale.as_ref().ok_or_else(|| missing("scale"))?;
+    if config.cluster.is_some() && !args.dry_run {
+        return Err(Usage(
+            "with [cluster], the leading replica scales the fleet: run `tend scale --dry-run` to see what \
+             it would decide, or `tend cluster` to see who leads"
+                .into(),
+        )
+        .into());
+    }
     let handles = super::open(&config, console)?;
     let result = async {
         let mut orchestrator = Orchestrator::build(

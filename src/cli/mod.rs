@@ -14,6 +14,7 @@ use tend::config::Config;
 use tend::log::{AlertLayer, Console, Level, LogFormat};
 
 mod check_config;
+mod cluster;
 mod deploy;
 mod exit;
 mod fleet;
@@ -101,6 +102,10 @@ enum Command {
     ///
     /// Example: tend deploy --commit 3f2c1ab --dry-run
     Deploy(deploy::Args),
+    /// The cluster as etcd holds it: members, the leader, whether etcd answers (exit 1 if not, or no leader).
+    ///
+    /// Example: tend cluster --json
+    Cluster(cluster::Args),
     /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
@@ -166,6 +171,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Deploy(args) => with_runtime(deploy::run(config, console, args)),
         Command::Fleet(args) => with_runtime(fleet::fleet(config, console, args)),
         Command::Scale(args) => with_runtime(fleet::scale(config, console, args)),
+        Command::Cluster(args) => with_runtime(cluster::run(config, args)),
         Command::Completions { .. } | Command::Simulate(_) | Command::Worker { .. } => {
             Ok(Status::Ok)
         }

@@ -30,6 +30,10 @@ pub struct ClusterConfig {
     /// A label for this replica (e.g. the availability zone), shown with it in `tend cluster`.
     #[serde(default)]
     pub zone: Option<String>,
+    /// The URL other replicas and `tend cluster` reach this replica's web server at; default:
+    /// `http://` + `[web] listen` (set it when tend listens on 0.0.0.0 or behind a proxy).
+    #[serde(default)]
+    pub advertise: Option<String>,
     /// etcd user, with `password`.
     #[serde(default)]
     pub username: Option<String>,
@@ -66,6 +70,7 @@ impl ClusterConfig {
             lease: default_lease(),
             prefix: default_prefix(),
             zone: None,
+            advertise: None,
             username: None,
             password: None,
             ca: None,
@@ -138,8 +143,8 @@ impl ClusterConfig {
                 "cluster.lease",
                 format!(
                     "{} is too short; at least {}",
-                    humantime::format_duration(self.lease),
-                    humantime::format_duration(MIN_LEASE)
+                    crate::core::duration::exact(self.lease),
+                    crate::core::duration::exact(MIN_LEASE)
                 ),
             ));
         }
@@ -150,6 +155,16 @@ impl ClusterConfig {
                 format!("{p:?} must start with '/' and not end with one, like \"/tend\""),
             ));
         }
+        if let Some(a) = self
+            .advertise
+            .as_ref()
+            .filter(|a| !(a.starts_with("http://") || a.starts_with("https://")))
+        {
+            out.push(Invalid::new(
+                "cluster.advertise",
+                format!("{a:?} must be an http:// or https:// URL"),
+            ));
+        }
         out
     }
 
@@ -158,9 +173,13 @@ impl ClusterConfig {
         if let Some(name) = &self.name {
             return Ok(name.clone());
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_err(crate::cluster::ClusterError::Hostname)?;
-        Ok(host.trim().to_string())
+        let host = crate::core::host::name();
+        if host == "unknown" {
+            return Err(crate::cluster::ClusterError::Hostname(
+                std::io::Error::other("the host name is unknown: set [cluster] name"),
+            ));
+        }
+        Ok(host.to_string())
     }
 }
 

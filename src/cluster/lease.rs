@@ -81,10 +81,11 @@ enum Outcome {
 
 type Keeper = Option<(LeaseKeeper, LeaseKeepAliveStream)>;
 
-/// Keeps `session` alive (and replaces it when it is lost) until `stop`; then revokes it.
-pub(crate) async fn run(inner: Arc<Inner>, first: Session, stop: CancellationToken) {
+/// Keeps `session` alive (and replaces it when it is lost; gets a first one when there is none yet, as when
+/// etcd was unreachable at start) until `stop`; then revokes it.
+pub(crate) async fn run(inner: Arc<Inner>, first: Option<Session>, stop: CancellationToken) {
     let timing = inner.etcd.timing;
-    let mut session = Some(first);
+    let mut session = first;
     let mut keeper: Keeper = None;
     let mut next = Instant::now() + timing.keepalive;
     let mut failures = 0u32;
@@ -95,7 +96,7 @@ pub(crate) async fn run(inner: Arc<Inner>, first: Session, stop: CancellationTok
         let Some(current) = session.clone() else {
             match establish(&inner).await {
                 Ok(s) => {
-                    tracing::info!(member = %inner.name, lease = s.id, "Joined the cluster again with a new lease");
+                    tracing::info!(member = %inner.name, lease = s.id, "Joined the cluster with a new lease");
                     inner.session.send_replace(Some(s.clone()));
                     inner.reached();
                     next = Instant::now() + timing.keepalive;

@@ -17,11 +17,13 @@ mod error;
 mod etcd;
 mod fence;
 mod health;
+mod inspect;
 mod keys;
 mod lease;
 mod members;
 mod state;
 mod status;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,7 @@ pub use config::{ClusterConfig, MIN_LEASE};
 pub use error::ClusterError;
 pub use fence::{Fence, NotLeader};
 pub use health::{ClusterEvent, Health};
+pub use inspect::inspect;
 pub use members::{Member, MemberInfo};
 pub use status::{ClusterStatus, MemberStatus};
 
@@ -87,8 +90,9 @@ pub(crate) struct Inner {
 impl Cluster {
     /// Connects, grants a lease, registers this member, and starts the keep-alive, the member watch, the
     /// leader observation and the election campaign as background tasks that stop on `shutdown`
-    /// (resigning and revoking the lease on a clean stop). Fails if the first lease cannot be had within
-    /// the RPC bound (min(lease/2, 5 s)) — etcd unreachable at start, or bad credentials.
+    /// (resigning and revoking the lease on a clean stop). Fails only on settings that cannot work (bad TLS
+    /// files, a bad member name): when etcd cannot be reached at start, the replica starts degraded (health
+    /// Unreachable, no leadership, claims refused so that alerts fail open) and joins as soon as it can.
     pub async fn join(
         config: &ClusterConfig,
         me: MemberInfo,
@@ -124,9 +128,19 @@ impl Cluster {
             stopped: CancellationToken::new(),
         });
         inner.leader_gauge.set(0.0);
-        let first = lease::establish(&inner).await?;
-        tracing::info!(member = %inner.name, lease = first.id, prefix = %config.prefix, "Joined the cluster");
-        inner.session.send_replace(Some(first.clone()));
+        let first = match lease::establish(&inner).await {
+            Ok(first) => {
+                tracing::info!(member = %inner.name, lease = first.id, prefix = %config.prefix, "Joined the cluster");
+                inner.session.send_replace(Some(first.clone()));
+                Some(first)
+            }
+            Err(error) => {
+                tracing::warn!(member = %inner.name, error = %crate::core::chain(&error),
+                    "Cannot reach etcd at start; running alone until it answers");
+                inner.lapsed();
+                None
+            }
+        };
 
         let lease_stop = CancellationToken::new();
         let election = tokio::spawn(election::run(inner.clone(), shutdown.clone()));

@@ -44,6 +44,8 @@ pub struct Config {
     pub cloud: Option<crate::cloud::CloudConfig>,
     /// `[scale]`: the autoscaler (needs `[cloud]`).
     pub scale: Option<crate::scale::ScaleConfig>,
+    /// `[cluster]`: run as one of several replicas sharing an etcd cluster (none: alone, state in SQLite).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// One problem in a config file, located as `FILE:LINE:COL`.
@@ -179,6 +181,9 @@ impl Config {
         }
         if let Some(cloud) = &self.cloud {
             out.extend(cloud.validate());
+        }
+        if let Some(cluster) = &self.cluster {
+            out.extend(cluster.validate());
         }
         if let Some(scale) = &self.scale {
             out.extend(scale.validate());

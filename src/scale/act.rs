@@ -27,6 +27,9 @@ impl Orchestrator {
             if i.state != crate::cloud::State::Running || self.registered.contains(&i.id) {
                 continue;
             }
+            if self.may_act().is_err() {
+                return;
+            }
             match self.call("register", balancer.register(i)).await {
                 Ok(()) => {
                     crate::info!(instance = %i.id, name = %i.name, "Registered with the balancer");
@@ -57,6 +60,13 @@ impl Orchestrator {
                     instances.iter().map(|(i, _)| i.name.clone()).collect();
                 let mut done = Vec::new();
                 for _ in 0..*count {
+                    if let Err(e) = self.may_act() {
+                        self.alert_added(n, &done, reason);
+                        return Outcome::Failed {
+                            done,
+                            error: e.to_string(),
+                        };
+                    }
                     let name = new_name(&self.prefix, now, &taken);
                     taken.insert(name.clone());
                     match self
@@ -85,6 +95,12 @@ impl Orchestrator {
                 Outcome::Done(done)
             }
             Decision::Remove { id, reason } => {
+                if let Err(e) = self.may_act() {
+                    return Outcome::Failed {
+                        done: vec![],
+                        error: e.to_string(),
+                    };
+                }
                 let Some((victim, _)) = instances.iter().find(|(i, _)| &i.id == id) else {
                     return Outcome::Failed {
                         done: vec![],
@@ -100,6 +116,12 @@ impl Orchestrator {
                         };
                     }
                     self.registered.remove(id);
+                }
+                if let Err(e) = self.may_act() {
+                    return Outcome::Failed {
+                        done: vec![],
+                        error: e.to_string(),
+                    };
                 }
                 if let Err(e) = self.call("terminate", self.provider.terminate(id)).await {
                     self.fail(&format!("terminating {id}"), &e);

@@ -9,6 +9,7 @@ mod act;
 pub mod config;
 pub mod cycle;
 pub mod forecast;
+pub mod lead;
 pub mod names;
 pub mod observe;
 pub mod policy;

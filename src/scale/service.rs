@@ -49,6 +49,9 @@ pub enum ScaleError {
     /// The decision could not be stored.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// This replica stopped leading the cluster (its lease can no longer be trusted): it acts no more.
+    #[error("this replica no longer leads the cluster")]
+    NotLeader,
 }
 
 /// The metrics the loop keeps.
@@ -123,6 +126,8 @@ pub struct Orchestrator {
     pub(super) last_reason: String,
     pub(super) http: reqwest::Client,
     pub(super) memory_saved: Option<tokio::time::Instant>,
+    /// With `[cluster]`: act only while leading.
+    pub(super) lead: Option<super::lead::Lead>,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -161,7 +166,49 @@ impl Orchestrator {
             last_reason: String::new(),
             http: reqwest::Client::new(),
             memory_saved: None,
+            lead: None,
         }
+    }
+
+    /// With `[cluster]`: only the leader decides and acts; the memory moves to etcd.
+    pub fn with_cluster(mut self, cluster: crate::cluster::Cluster) -> Orchestrator {
+        self.lead = Some(super::lead::Lead::new(cluster, &self.prefix));
+        self
+    }
+
+    /// Ok while this replica may act: alone, or leading with a fence that holds.
+    pub(super) fn may_act(&self) -> Result<(), ScaleError> {
+        match &self.lead {
+            Some(lead) if lead.fence().is_none() => Err(ScaleError::NotLeader),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this cycle should run: alone always; in a cluster only while leading. A new leader first
+    /// loads the memory the previous one left in etcd.
+    async fn leading(&mut self) -> bool {
+        let Some(lead) = self.lead.as_mut() else {
+            return true;
+        };
+        let Some(fence) = lead.fence() else {
+            return false;
+        };
+        if lead.new_term(&fence) {
+            match lead.load_memory().await {
+                Ok(Some(snapshot)) => {
+                    self.policy = Policy::restore(&snapshot);
+                    crate::notice!(fleet = %self.prefix, member = %lead.member(),
+                        "Leading the scaling: went on from the memory the cluster kept");
+                }
+                Ok(None) => crate::notice!(fleet = %self.prefix, member = %lead.member(),
+                    "Leading the scaling: no memory kept in the cluster yet"),
+                Err(error) => {
+                    tracing::warn!(fleet = %self.prefix, error = %crate::core::chain(&error),
+                    "Leading the scaling, but cannot read the memory the cluster kept; going on with this replica's")
+                }
+            }
+        }
+        true
     }
 
     /// Writes the policy's memory to the store, so a restart goes on from it. A failure is logged: the loop
@@ -169,7 +216,20 @@ impl Orchestrator {
     pub async fn save_memory(&mut self) {
         self.memory_saved = Some(tokio::time::Instant::now());
         let snapshot = self.policy.history().snapshot();
-        if let Err(error) = store::save_memory(&self.store, &self.prefix, &snapshot).await {
+        let saved = match &self.lead {
+            // In a cluster only the leader writes it, fenced: a deposed leader's memory is refused.
+            Some(lead) => match lead.fence() {
+                Some(fence) => lead
+                    .save_memory(&fence, &snapshot)
+                    .await
+                    .map_err(|e| crate::core::chain(&e)),
+                None => Ok(()),
+            },
+            None => store::save_memory(&self.store, &self.prefix, &snapshot)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = saved {
             tracing::warn!(fleet = %self.prefix, %error, "Cannot save the scaling memory");
         }
     }
@@ -194,6 +254,9 @@ impl Orchestrator {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
+            }
+            if !self.leading().await {
+                continue;
             }
             tokio::select! {
                 biased;

@@ -102,4 +102,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         since INTEGER NOT NULL
      );
      CREATE TABLE webhook_deliveries (delivery TEXT PRIMARY KEY, at INTEGER NOT NULL);",
+    // 5: the claim that identifies a message across cluster replicas (alert/store.rs, alert/claims.rs).
+    "ALTER TABLE messages ADD COLUMN claim TEXT NOT NULL DEFAULT '';",
 ];

@@ -91,7 +91,7 @@ fn starttls_with_login_delivers() {
     let sink = SmtpSink::start_with(Options {
         tls: true,
         login: Some(("tend".into(), "s3cret".into())),
-        port: None,
+        ..Options::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("tend.db")).unwrap();
@@ -132,7 +132,7 @@ fn a_rejected_login_is_retried_and_reported_not_lost() {
     let sink = SmtpSink::start_with(Options {
         tls: true,
         login: Some(("tend".into(), "right".into())),
-        port: None,
+        ..Options::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("tend.db")).unwrap();

@@ -3,8 +3,9 @@
 //!
 //! Most replicas run in this process (several `Cluster::join` with different names). A replica that must
 //! be crashed (SIGKILL) or paused (SIGSTOP) runs as a child process: this test binary started again on the
-//! ignored test `child_replica`, which reports what it sees as `CHILD ...` lines on stdout. The tests take
-//! turns (a lock), so their lease timings do not compete for the CPU.
+//! test `a_replica_alone_joins_claims_and_leads` with `TEND_CHILD_ETCD` set, which then reports what it sees
+//! as `CHILD ...` lines on stdout. The tests take turns (a lock), so their lease timings do not compete for
+//! the CPU.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -579,9 +580,8 @@ impl ChildReplica {
     fn start(etcd: &EtcdCluster, name: &str, claim: Option<&str>) -> ChildReplica {
         let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
         cmd.args([
-            "cluster_core::child_replica",
+            "cluster_core::a_replica_alone_joins_claims_and_leads",
             "--exact",
-            "--ignored",
             "--nocapture",
         ])
         .env("TEND_CHILD_ETCD", etcd.endpoints().join(","))
@@ -678,12 +678,27 @@ impl Drop for ChildReplica {
     }
 }
 
-/// The child replica: joins, optionally claims a key, then every 50 ms probes its latest fence with a
-/// fenced write and reports changes (and the first probe after a pause) as `CHILD ...` lines.
+/// Run by the test harness, it checks the child replica alone on a 1-member etcd: it joins, claims, leads
+/// and its fenced probes succeed. Re-run by the other tests as a child process (`TEND_CHILD_ETCD` set), it
+/// *is* that child replica: it joins, optionally claims a key, then every 50 ms probes its latest fence with
+/// a fenced write and reports changes (and the first probe after a pause) as `CHILD ...` lines.
 #[test]
-#[ignore = "a replica process that the other cluster_core tests start themselves"]
-fn child_replica() {
+fn a_replica_alone_joins_claims_and_leads() {
     let Ok(endpoints) = std::env::var("TEND_CHILD_ETCD") else {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let etcd = EtcdCluster::start(1);
+        let mut solo = ChildReplica::start(&etcd, "solo", Some("alert/solo"));
+        runtime.block_on(async {
+            let wait = Duration::from_secs(20);
+            solo.expect("joined", wait, |l| l == "joined").await;
+            solo.expect("the claim", wait, |l| l == "claim Won").await;
+            solo.expect("leadership", wait, |l| l.starts_with("lead rev="))
+                .await;
+            solo.expect("a fenced probe that holds", wait, |l| {
+                l.contains("check=ok put=ok")
+            })
+            .await;
+        });
         return;
     };
     let name = std::env::var("TEND_CHILD_NAME").expect("TEND_CHILD_NAME");

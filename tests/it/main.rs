@@ -6,6 +6,7 @@
 mod alert;
 mod cli;
 mod cloud;
+mod cluster;
 mod cluster_core;
 mod deploy;
 mod deploy_e2e;

@@ -4,6 +4,7 @@
 pub mod etcd;
 pub mod fault_proxy;
 pub mod moto;
+pub mod replicas;
 pub mod smtp;
 pub mod sshd;
 pub mod target_server;
@@ -76,6 +77,11 @@ pub struct Tend {
 impl Tend {
     /// Starts `tend ARGS` in `dir`, output to `dir/tend.log`.
     pub fn start(dir: &std::path::Path, args: &[&str]) -> Tend {
+        Self::start_env(dir, args, &[])
+    }
+
+    /// [`Tend::start`] with extra environment variables.
+    pub fn start_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Tend {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -85,6 +91,7 @@ impl Tend {
             .args(args)
             .current_dir(dir)
             .env_remove("TEND_CONFIG")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

@@ -28,6 +28,8 @@ pub struct Options {
     pub login: Option<(String, String)>,
     /// Listen on this port instead of a free one.
     pub port: Option<u16>,
+    /// Wait this long before accepting each recipient (a slow server).
+    pub delay: Option<Duration>,
 }
 
 impl SmtpSink {
@@ -57,6 +59,9 @@ impl SmtpSink {
             let (cert, key) = test_cert(dir.path());
             cmd.arg("--tlscert").arg(&cert).arg("--tlskey").arg(&key);
             cert_pem = Some(cert);
+        }
+        if let Some(delay) = options.delay {
+            cmd.args(["--delay", &delay.as_secs_f64().to_string()]);
         }
         if let Some((user, password)) = &options.login {
             cmd.args(["--user", user, "--password", password]);

@@ -1,9 +1,12 @@
 """An SMTP sink for tend's tests: aiosmtpd writing every accepted message into a maildir.
 
 Options: --port, --dir (maildir), optional --tlscert/--tlskey (STARTTLS required), optional --user/--password
-(AUTH required; a wrong login gets 535). Prints "ready" once listening; runs until killed.
+(AUTH required; a wrong login gets 535), optional --delay SECONDS (a slow server: each RCPT waits that long
+before it is accepted, so a client killed meanwhile has sent nothing). Prints "ready" once listening; runs until
+killed.
 """
 import argparse
+import asyncio
 import signal
 import ssl
 
@@ -18,7 +21,15 @@ p.add_argument("--tlscert")
 p.add_argument("--tlskey")
 p.add_argument("--user")
 p.add_argument("--password")
+p.add_argument("--delay", type=float, default=0.0)
 a = p.parse_args()
+
+
+class SlowMailbox(Mailbox):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await asyncio.sleep(a.delay)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):
@@ -36,7 +47,7 @@ if a.tlscert:
     tls.load_cert_chain(a.tlscert, a.tlskey)
 
 controller = Controller(
-    Mailbox(a.dir),
+    SlowMailbox(a.dir) if a.delay > 0 else Mailbox(a.dir),
     hostname="127.0.0.1",
     port=a.port,
     tls_context=tls,
