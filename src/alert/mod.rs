@@ -24,6 +24,7 @@ use crate::core::{Event, Level};
 mod alerter;
 pub mod claims;
 pub mod config;
+mod deliver;
 pub mod file;
 pub mod notifier;
 pub mod plan;
