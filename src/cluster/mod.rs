@@ -21,6 +21,8 @@ mod inspect;
 mod keys;
 mod lease;
 mod members;
+pub mod rendezvous;
+mod shared;
 mod state;
 mod status;
 pub mod web;
@@ -40,6 +42,7 @@ pub use fence::{Fence, NotLeader};
 pub use health::{ClusterEvent, Health};
 pub use inspect::inspect;
 pub use members::{Member, MemberInfo};
+pub use shared::StateMap;
 pub use status::{ClusterStatus, MemberStatus};
 
 use crate::metrics::{Gauge, Metrics};
