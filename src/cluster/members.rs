@@ -26,7 +26,7 @@ pub struct MemberInfo {
     /// The tend version it runs.
     pub version: String,
     /// When the process started.
-    #[serde(with = "rfc3339")]
+    #[serde(with = "crate::core::time::serde_rfc3339")]
     pub started_at: SystemTime,
     /// Its label from `cluster.zone`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,21 +49,6 @@ impl MemberInfo {
             started_at: SystemTime::now(),
             zone: config.zone.clone(),
         })
-    }
-}
-
-/// RFC 3339 timestamps (readable with `etcdctl get`).
-mod rfc3339 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::SystemTime;
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom)
     }
 }
 

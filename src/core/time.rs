@@ -30,6 +30,24 @@ pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S:
     s.serialize_str(&rfc3339(*t))
 }
 
+/// Serde adapter for a `SystemTime` written as RFC 3339 with milliseconds (readable with `etcdctl get`):
+/// `#[serde(with = "crate::core::time::serde_rfc3339")]`.
+pub mod serde_rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::SystemTime;
+
+    /// Writes `2026-11-29T20:19:20.123Z`.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339_millis(*t))
+    }
+
+    /// Reads RFC 3339 (with or without fractions).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod lag;
 pub mod report;
 pub mod scheduler;
 pub mod service;
+pub mod share;
 pub mod store;
 pub mod storm;
 pub mod target;
