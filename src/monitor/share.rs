@@ -158,7 +158,7 @@ impl Sharing {
             return true;
         }
         let live = self.live();
-        if !live.iter().any(|m| *m == self.me) {
+        if !live.contains(&self.me) {
             return true; // not registered yet (joining): check rather than leave a gap
         }
         crate::cluster::rendezvous::owner(target, &live) == Some(self.me.as_str())
@@ -274,7 +274,7 @@ impl Sharing {
         map.iter()
             .filter(|(k, _)| !answered.contains(*k))
             .filter_map(|(k, v)| Some((k.clone(), serde_json::from_slice::<Ask>(v).ok()?)))
-            .filter(|(_, a)| a.by != self.me && a.to.iter().any(|m| *m == self.me))
+            .filter(|(_, a)| a.by != self.me && a.to.contains(&self.me))
             .collect()
     }
 
