@@ -15,9 +15,10 @@ use etcd_client::{LeaderKey, ResignOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ClusterEvent;
 use crate::cluster::fence::Fence;
-use crate::cluster::lease::Session;
-use crate::cluster::{ClusterEvent, Inner};
+use crate::cluster::fence::Session;
+use crate::cluster::inner::{Inner, Observed};
 
 /// Why a term ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +188,7 @@ async fn lead(inner: &Inner, session: &Session, fence: Fence, stop: &Cancellatio
 }
 
 /// Resolves when the observed leader is a key newer than ours (ours was deleted and another won).
-async fn deposed(mut observed: watch::Receiver<Option<crate::cluster::Observed>>, rev: i64) {
+async fn deposed(mut observed: watch::Receiver<Option<Observed>>, rev: i64) {
     if observed
         .wait_for(|o| o.as_ref().is_some_and(|o| o.rev > rev))
         .await
@@ -245,7 +246,7 @@ pub(crate) async fn observe(inner: Arc<Inner>, stop: CancellationToken) {
             tokio::select! {
                 m = stream.message() => match m {
                     Ok(Some(r)) => {
-                        let seen = r.kv().map(|kv| crate::cluster::Observed {
+                        let seen = r.kv().map(|kv| Observed {
                             name: String::from_utf8_lossy(kv.value()).into_owned(),
                             rev: kv.create_revision(),
                         });

@@ -215,6 +215,17 @@ impl Fence {
     }
 }
 
+/// One granted lease and the clock that says how long it may be trusted.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// The etcd lease id.
+    pub(crate) id: i64,
+    /// The TTL etcd granted.
+    pub(crate) ttl: Duration,
+    /// Its deadline.
+    pub(crate) clock: Arc<LeaseClock>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,20 +15,10 @@ use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ClusterError;
 use crate::cluster::etcd::lease_not_found;
-use crate::cluster::fence::{LeaseClock, deadline_after};
-use crate::cluster::{ClusterError, Inner};
-
-/// One granted lease and the clock that says how long it may be trusted.
-#[derive(Debug, Clone)]
-pub(crate) struct Session {
-    /// The etcd lease id.
-    pub(crate) id: i64,
-    /// The TTL etcd granted.
-    pub(crate) ttl: Duration,
-    /// Its deadline.
-    pub(crate) clock: Arc<LeaseClock>,
-}
+use crate::cluster::fence::{LeaseClock, Session, deadline_after};
+use crate::cluster::inner::Inner;
 
 /// Grants a lease and registers this member on it.
 pub(crate) async fn establish(inner: &Inner) -> Result<Session, ClusterError> {

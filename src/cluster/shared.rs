@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, ClusterError, Inner};
+use crate::cluster::inner::Inner;
+use crate::cluster::{Cluster, ClusterError};
 
 /// The values under a watched range: key (relative to `state/`) → raw JSON bytes.
 pub type StateMap = BTreeMap<String, Vec<u8>>;

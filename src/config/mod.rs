@@ -7,7 +7,6 @@
 //! `store/`, `AlertConfig` in `alert/config.rs`, ...) and its `validate() -> Vec<Invalid>`; this module sits
 //! above them all and holds only the aggregate; [`parse`] holds the TOML machinery.
 
-use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
@@ -16,7 +15,10 @@ use toml::de::DeTable;
 
 use crate::core::Invalid;
 
+mod error;
 pub mod parse;
+
+pub use error::{ConfigError, ConfigErrors};
 
 use parse::{explain, flattened_policy_error, interpolate_table, locate, remove_at, span_of};
 
@@ -46,45 +48,6 @@ pub struct Config {
     pub scale: Option<crate::scale::ScaleConfig>,
     /// `[cluster]`: run as one of several replicas sharing an etcd cluster (none: alone, state in SQLite).
     pub cluster: Option<crate::cluster::ClusterConfig>,
-}
-
-/// One problem in a config file, located as `FILE:LINE:COL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file's name as given by the user.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub col: usize,
-    /// What is wrong, naming the key.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )
-    }
-}
-
-/// Every problem found in a config file, in file order.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
 }
 
 impl Config {

@@ -6,7 +6,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Turns a byte offset into `FILE:LINE:COL`.
 pub(super) fn locate(text: &str, file: &str, offset: usize, message: String) -> ConfigError {
