@@ -44,6 +44,9 @@ pub struct Config {
     pub cloud: Option<crate::cloud::CloudConfig>,
     /// `[scale]`: the autoscaler (needs `[cloud]`).
     pub scale: Option<crate::scale::ScaleConfig>,
+    /// `[[maintenance]]`: windows of planned work during which the listed monitor targets raise no alert.
+    #[serde(default)]
+    pub maintenance: Vec<crate::monitor::maintenance::MaintenanceConfig>,
 }
 
 /// One problem in a config file, located as `FILE:LINE:COL`.
@@ -174,6 +177,8 @@ impl Config {
         if let Some(m) = &self.monitor {
             out.extend(m.validate());
         }
+        let targets: Vec<&str> = self.monitor.iter().flat_map(|m| &m.target).map(|t| t.name.as_str()).collect();
+        out.extend(crate::monitor::maintenance::validate(&self.maintenance, &targets));
         if let Some(d) = &self.deploy {
             out.extend(d.validate());
         }
