@@ -174,7 +174,7 @@ fn row(html: &mut String, t: &TargetView, now_ms: i64) {
                 .map(|ph| format!("{} {}", ph.as_str(), ms(p.get(*ph).as_secs_f64() * 1e3)))
                 .collect();
             format!(
-                "<td title=\"{}\">{}</td>",
+                "<td class=\"nowrap\" title=\"{}\">{}</td>",
                 parts.join(" · "),
                 ms(p.total().as_secs_f64() * 1e3)
             )
@@ -184,7 +184,7 @@ fn row(html: &mut String, t: &TargetView, now_ms: i64) {
     let _ = write!(
         html,
         "<tr><td title=\"{what}\">{name}</td>{state}<td>{since}</td><td>{reason}</td>{response}\
-         <td>{phases}</td><td>{days}</td><td>{u0} / {u1} / {u2}</td></tr>",
+         <td>{phases}</td><td>{days}</td><td class=\"nowrap\">{u0} / {u1} / {u2}</td></tr>",
         what = escape(&t.what),
         name = escape(&t.name),
         since = escape(t.since.as_deref().unwrap_or("–")),
@@ -216,9 +216,6 @@ pub fn phase_chart(series: &Series, now_ms: i64) -> String {
     let (w, h) = (144.0, 30.0);
     let last = now_ms.div_euclid(HOUR_MS);
     let first = last - HOURS as i64 + 1;
-    let xs: Vec<f64> = (0..HOURS)
-        .map(|i| i as f64 * w / (HOURS - 1) as f64)
-        .collect();
     let mut values = [(); 5].map(|_| vec![0.0; HOURS]);
     let mut max: f64 = 0.0;
     for b in series
@@ -250,7 +247,7 @@ pub fn phase_chart(series: &Series, now_ms: i64) -> String {
             "Response time by phase, hourly means over 24 h (peak {})",
             ms(max)
         ),
-        &chart::stacked(&xs, &layers, h, max),
+        &chart::stacked_bars(HOURS, w, &layers, h, max),
     )
 }
 

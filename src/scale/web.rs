@@ -114,9 +114,9 @@ pub fn fleet_lane(points: &[store::Point], axis: &TimeAxis) -> Option<Drawn> {
         .collect();
     let mut svg = format!(
         "<line x1=\"{l}\" x2=\"{r}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#dde1e6\"/>\
-         <text x=\"{r}\" y=\"10\" font-size=\"10\" fill=\"#80868b\">{most} inst / 100%</text>",
+         <text x=\"{r}\" y=\"10\" font-size=\"10\" fill=\"#80868b\" text-anchor=\"end\">top: {most} instances, 100% load</text>",
         l = axis.left,
-        r = axis.left + axis.width + 2.0,
+        r = axis.left + axis.width,
         y = h - 2.0,
     );
     svg.push_str(&chart::line(&size, "#1a73e8", "instances"));

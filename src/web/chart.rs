@@ -73,37 +73,34 @@ pub struct Layer<'a> {
     pub values: Vec<f64>,
 }
 
-/// Stacked areas over `xs` (pixels), the first layer at the bottom, scaled so `max` reaches the top of a
-/// `height`-pixel chart. One polygon per layer, with the layer's name as tooltip and its values in `data-values`.
-pub fn stacked(xs: &[f64], layers: &[Layer], height: f64, max: f64) -> String {
+/// Stacked bars, one per slot over `width` pixels, the first layer at the bottom, scaled so `max` reaches the top
+/// of a `height`-pixel chart. One `<path>` per layer, with the layer's name as tooltip and its values in
+/// `data-values` (a slot without data stays empty).
+pub fn stacked_bars(slots: usize, width: f64, layers: &[Layer], height: f64, max: f64) -> String {
     let max = if max > 0.0 { max } else { 1.0 };
-    let y = |v: f64| height - (v / max).min(1.0) * (height - 1.0);
-    let mut base = vec![0.0; xs.len()];
+    let step = width / slots.max(1) as f64;
+    let bar = (step - 1.0).max(1.0);
+    let scale = |v: f64| (v / max).min(1.0) * (height - 1.0);
+    let mut base = vec![0.0; slots];
     let mut out = String::new();
     for layer in layers {
-        let top: Vec<f64> = base
-            .iter()
-            .zip(&layer.values)
-            .map(|(b, v)| b + v.max(0.0))
-            .collect();
-        let mut points = String::new();
-        for (x, v) in xs.iter().zip(&top) {
-            let _ = write!(points, "{x:.1},{:.1} ", y(*v));
-        }
-        for (x, v) in xs.iter().zip(&base).rev() {
-            let _ = write!(points, "{x:.1},{:.1} ", y(*v));
+        let mut d = String::new();
+        for (i, (b, v)) in base.iter_mut().zip(&layer.values).enumerate() {
+            let h = scale(*b + v.max(0.0)) - scale(*b);
+            if h > 0.0 {
+                let y = height - scale(*b) - h;
+                let _ = write!(d, "M{:.1} {y:.2}h{bar:.1}v{h:.2}h-{bar:.1}z", i as f64 * step);
+            }
+            *b += v.max(0.0);
         }
         let values: Vec<String> = layer.values.iter().map(|v| format!("{v:.3}")).collect();
         let _ = write!(
             out,
-            "<polygon class=\"layer {name}\" fill=\"{color}\" points=\"{points}\" data-values=\"{values}\">\
-             <title>{name}</title></polygon>",
+            "<path class=\"layer {name}\" fill=\"{color}\" d=\"{d}\" data-values=\"{values}\"><title>{name}</title></path>",
             name = escape(layer.name),
             color = layer.color,
-            points = points.trim_end(),
             values = values.join(" "),
         );
-        base = top;
     }
     out
 }
@@ -199,27 +196,25 @@ mod tests {
     }
 
     #[test]
-    fn stacked_layers_sit_on_each_other() {
-        let svg = stacked(
-            &[0.0, 10.0],
-            &[
-                Layer {
-                    name: "a",
-                    color: "#111",
-                    values: vec![1.0, 2.0],
-                },
-                Layer {
-                    name: "b",
-                    color: "#222",
-                    values: vec![1.0, 2.0],
-                },
-            ],
+    fn stacked_bars_sit_on_each_other() {
+        let layer = |name, values| Layer {
+            name,
+            color: "#111",
+            values,
+        };
+        let svg = stacked_bars(
+            2,
+            20.0,
+            &[layer("a", vec![1.0, 0.0]), layer("b", vec![1.0, 2.0])],
             11.0,
             4.0,
         );
-        assert!(svg.contains("points=\"0.0,8.5 10.0,6.0 10.0,11.0 0.0,11.0\""), "{svg}");
-        assert!(svg.contains("points=\"0.0,6.0 10.0,1.0 10.0,6.0 0.0,8.5\""), "{svg}");
-        assert!(svg.contains("data-values=\"1.000 2.000\""));
+        assert!(svg.contains("d=\"M0.0 8.50h9.0v2.50h-9.0z\""), "{svg}");
+        assert!(
+            svg.contains("d=\"M0.0 6.00h9.0v2.50h-9.0zM10.0 6.00h9.0v5.00h-9.0z\""),
+            "{svg}"
+        );
+        assert!(svg.contains("data-values=\"1.000 0.000\""));
     }
 
     #[test]

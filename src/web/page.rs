@@ -45,7 +45,8 @@ th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid #eef0f3;font-var
 .up{color:#137333;font-weight:600}.down{color:#c5221f;font-weight:600}.unknown{color:#80868b}\
 .muted{color:#80868b}footer{padding:1em 1.2em;color:#80868b;font-size:.85em}svg{vertical-align:middle}\
 .swatch{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px;border-radius:2px}\
-.quiet{color:#b06000;font-size:.85em;font-weight:400}.legend{margin:.3em 0}h3{font-size:1em;margin:.6em 0 .3em}";
+.quiet{color:#b06000;font-size:.85em;font-weight:400}.legend{margin:.3em 0}h3{font-size:1em;margin:.6em 0 .3em}\
+.nowrap{white-space:nowrap}";
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,22 @@ async fn check(checker: &Checker, t: TargetConfig) -> Outcome {
     checker.check(&probe).await
 }
 
+/// The next check report, within the deadline.
+async fn next(
+    rx: &mut tokio::sync::mpsc::Receiver<Message>,
+    deadline: tokio::time::Instant,
+) -> Box<tend::monitor::Report> {
+    loop {
+        let m = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("within 20 s")
+            .expect("open");
+        if let Message::Checked(r) = m {
+            return r;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_accepting_is_down_at_its_next_checks_whatever_old_connections_say() {
     let server = TargetServer::start().await;
@@ -51,20 +67,9 @@ async fn a_server_that_stops_accepting_is_down_at_its_next_checks_whatever_old_c
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(scheduler.run(shutdown.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut next = || async {
-        loop {
-            let m = tokio::time::timeout_at(deadline, rx.recv())
-                .await
-                .expect("within 20 s")
-                .expect("open");
-            if let Message::Checked(r) = m {
-                return r;
-            }
-        }
-    };
     let mut up = [false, false];
     while up != [true, true] {
-        let r = next().await;
+        let r = next(&mut rx, deadline).await;
         up[r.index] |= r.state.state == State::Up;
     }
     // The pooled target holds a keep-alive connection now; the listener goes away.
@@ -72,7 +77,7 @@ async fn a_server_that_stops_accepting_is_down_at_its_next_checks_whatever_old_c
     let closed = Instant::now();
     let mut pooled_up_after = 0;
     let down_after = loop {
-        let r = next().await;
+        let r = next(&mut rx, deadline).await;
         if r.index == 1 && r.outcome.up {
             pooled_up_after += 1;
         }
@@ -92,7 +97,7 @@ async fn a_server_that_stops_accepting_is_down_at_its_next_checks_whatever_old_c
     );
     // Meanwhile the pooled check still says up: what reuse_connections hides.
     while pooled_up_after < 2 {
-        let r = next().await;
+        let r = next(&mut rx, deadline).await;
         if r.index == 1 {
             assert!(r.outcome.up, "the kept connection still answers: {:?}", r.outcome);
             pooled_up_after += 1;

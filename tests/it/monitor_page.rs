@@ -140,7 +140,7 @@ async fn a_browser_sees_the_charts_of_targets_fleet_and_deploys() {
             .unwrap_or_else(|| panic!("no <svg class={class:?}> in the page: {dom}"))
     };
     let phases = roxmltree::Document::parse(find("chart phases")).expect("phase chart is SVG");
-    let layers: Vec<_> = phases.descendants().filter(|n| n.has_tag_name("polygon")).collect();
+    let layers: Vec<_> = phases.descendants().filter(|n| n.has_tag_name("path")).collect();
     assert_eq!(layers.len(), 5, "one layer per phase");
     let ttfb = layers
         .iter()
@@ -153,7 +153,10 @@ async fn a_browser_sees_the_charts_of_targets_fleet_and_deploys() {
         .map(|v| v.parse().expect("number"))
         .collect();
     assert_eq!(values.len(), 24);
-    assert!(values[23] > 0.0, "this hour's mean time to first byte: {values:?}");
+    assert!(
+        values[23] > 0.0 || values[22] > 0.0,
+        "this hour's mean time to first byte (or the last hour's, just after the hour): {values:?}"
+    );
     let uptime = roxmltree::Document::parse(find("chart uptime")).expect("uptime bar is SVG");
     let cells: Vec<_> = uptime.descendants().filter(|n| n.has_tag_name("rect")).collect();
     assert_eq!(cells.len(), 30);

@@ -64,7 +64,14 @@ async fn a_window_holds_the_down_alert_and_an_outage_still_open_is_mailed_when_i
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let end = SystemTime::now() + Duration::from_secs(20);
+    // Whole seconds, as the config writes it.
+    let end = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            (SystemTime::now() + Duration::from_secs(20))
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs(),
+        );
     let window = format!(
         "[[maintenance]]\nname = \"db upgrade\"\ntargets = [\"sh*\"]\nstart = \"{}\"\nend = \"{}\"\n\
          reason = \"new disks\"\n",
