@@ -115,7 +115,9 @@ pub async fn run(
     if let (true, Some(scale), Some(cloud)) = (parts.scale, &config.scale, &config.cloud) {
         let status = FleetStatus::default();
         web = web.section(Arc::new(status.clone()));
-        web = web.lane(Arc::new(crate::scale::web::FleetLane(handles.store.clone())));
+        web = web.lane(Arc::new(crate::scale::web::FleetLane(
+            handles.store.clone(),
+        )));
         let (scale, cloud, h) = (scale.clone(), cloud.clone(), handles.clone());
         let token = shutdown.clone();
         tasks.spawn(supervise("scale", shutdown.clone(), move || {
@@ -143,7 +145,9 @@ pub async fn run(
             .section(Arc::new(crate::deploy::web::DeploySection(
                 handles.store.clone(),
             )))
-            .lane(Arc::new(crate::deploy::web::DeployLane(handles.store.clone())))
+            .lane(Arc::new(crate::deploy::web::DeployLane(
+                handles.store.clone(),
+            )))
             .routes(crate::deploy::web::routes(deployer, shutdown.clone()));
     }
     if config.web.enabled {

@@ -33,7 +33,9 @@ async fn stop_demo_workers(config: &Config, handles: &app::Handles) {
     match tend::cloud::local::stop_all(local, &handles.store, &cloud.prefix).await {
         Ok(0) => {}
         Ok(n) => println!("Stopped the demo's {n} worker(s)."),
-        Err(error) => eprintln!("error: cannot stop the demo's workers: {error} (see `tend fleet`)"),
+        Err(error) => {
+            eprintln!("error: cannot stop the demo's workers: {error} (see `tend fleet`)")
+        }
     }
 }
 

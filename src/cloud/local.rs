@@ -403,7 +403,11 @@ impl Provider for LocalProvider {
 
 /// Stops every recorded process named with `prefix` (SIGTERM, then SIGKILL after `grace`) and forgets it;
 /// how many were stopped. For the embedded demo's shutdown: a configured fleet is left running on purpose.
-pub async fn stop_all(config: &LocalConfig, store: &Store, prefix: &str) -> Result<usize, CloudError> {
+pub async fn stop_all(
+    config: &LocalConfig,
+    store: &Store,
+    prefix: &str,
+) -> Result<usize, CloudError> {
     let provider = LocalProvider::new(config.clone(), store.clone()).await?;
     let instances = provider.list(prefix).await?;
     for instance in &instances {

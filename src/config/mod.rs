@@ -177,8 +177,16 @@ impl Config {
         if let Some(m) = &self.monitor {
             out.extend(m.validate());
         }
-        let targets: Vec<&str> = self.monitor.iter().flat_map(|m| &m.target).map(|t| t.name.as_str()).collect();
-        out.extend(crate::monitor::maintenance::validate(&self.maintenance, &targets));
+        let targets: Vec<&str> = self
+            .monitor
+            .iter()
+            .flat_map(|m| &m.target)
+            .map(|t| t.name.as_str())
+            .collect();
+        out.extend(crate::monitor::maintenance::validate(
+            &self.maintenance,
+            &targets,
+        ));
         if let Some(d) = &self.deploy {
             out.extend(d.validate());
         }

@@ -230,7 +230,12 @@ impl Lane for DeployLane {
                     "failed" | "abandoned" => "#c5221f",
                     _ => "#1a73e8",
                 };
-                let commit: String = commit.clone().unwrap_or_default().chars().take(12).collect();
+                let commit: String = commit
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(12)
+                    .collect();
                 let _ = write!(
                     svg,
                     "<rect class=\"deploy\" x=\"{x0:.1}\" y=\"2\" width=\"{:.1}\" height=\"14\" rx=\"2\" \

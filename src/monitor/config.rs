@@ -447,7 +447,10 @@ reuse_connections = false
             "monitor.target[4] (\"tls\").reuse_connections: only url targets pool connections",
         ];
         for e in expect {
-            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
         }
         assert_eq!(got.len(), 3, "{got:#?}");
     }

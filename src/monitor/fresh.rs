@@ -86,8 +86,11 @@ pub(super) async fn handshake(
     now: SystemTime,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Down> {
     partial.watch.enter(Phase::Tls);
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|_| partial.watch.fail(format!("{host:?} is not a valid TLS server name")))?;
+    let name = ServerName::try_from(host.to_string()).map_err(|_| {
+        partial
+            .watch
+            .fail(format!("{host:?} is not a valid TLS server name"))
+    })?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await

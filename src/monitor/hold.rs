@@ -93,7 +93,10 @@ mod tests {
             reason: "HTTP 503".into(),
             held_at: at(20),
         };
-        assert_eq!(decide(&down, true, None, at(20)), Verdict::Hold(held.clone()));
+        assert_eq!(
+            decide(&down, true, None, at(20)),
+            Verdict::Hold(held.clone())
+        );
         assert_eq!(decide(&down, false, None, at(20)), Verdict::Send);
         assert_eq!(
             decide(&still, true, None, at(80)),
@@ -115,7 +118,10 @@ mod tests {
             Verdict::Drop { release: true },
             "nor one that ended before its release"
         );
-        assert_eq!(decide(&up, true, None, at(90)), Verdict::Drop { release: false });
+        assert_eq!(
+            decide(&up, true, None, at(90)),
+            Verdict::Drop { release: false }
+        );
         assert_eq!(decide(&up, false, None, at(90)), Verdict::Send);
     }
 

@@ -151,9 +151,7 @@ impl Window {
                 start: *start,
                 end: *end,
             }),
-            When::Weekly { .. } => self
-                .active_at(at)
-                .or_else(|| self.weekly_opening(at, 7)),
+            When::Weekly { .. } => self.active_at(at).or_else(|| self.weekly_opening(at, 7)),
         }
     }
 
@@ -273,7 +271,8 @@ pub fn cover(name: &str, at: SystemTime, windows: &Windows, silences: &[Silence]
 }
 
 fn compile(i: usize, m: &MaintenanceConfig) -> Result<Window, Invalid> {
-    let at = |field: &str, message: String| Invalid::new(format!("maintenance[{i}].{field}"), message);
+    let at =
+        |field: &str, message: String| Invalid::new(format!("maintenance[{i}].{field}"), message);
     let when = match (&m.start, &m.end, &m.every) {
         (Some(start), Some(end), None) => When::Once {
             start: instant(start).map_err(|e| at("start", e))?,
@@ -293,7 +292,10 @@ fn compile(i: usize, m: &MaintenanceConfig) -> Result<Window, Invalid> {
                 hour,
                 minute,
                 duration: m.duration.ok_or_else(|| {
-                    at("duration", "a weekly window needs a duration (\"2h\")".into())
+                    at(
+                        "duration",
+                        "a weekly window needs a duration (\"2h\")".into(),
+                    )
                 })?,
                 tz,
             }
@@ -306,7 +308,10 @@ fn compile(i: usize, m: &MaintenanceConfig) -> Result<Window, Invalid> {
         }
     };
     Ok(Window {
-        name: m.name.clone().unwrap_or_else(|| format!("window {}", i + 1)),
+        name: m
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("window {}", i + 1)),
         reason: m.reason.clone().unwrap_or_default(),
         targets: m.targets.clone(),
         when,
@@ -322,7 +327,10 @@ pub fn validate(list: &[MaintenanceConfig], targets: &[&str]) -> Vec<Invalid> {
             Invalid::new(format!("maintenance[{i}].{field}"), message)
         };
         if m.targets.is_empty() {
-            out.push(at("targets", "list at least one target name or glob".into()));
+            out.push(at(
+                "targets",
+                "list at least one target name or glob".into(),
+            ));
         }
         for t in &m.targets {
             if !t.contains(['*', '?']) && !targets.contains(&t.as_str()) {
@@ -445,13 +453,19 @@ mod tests {
         // Next opening from a Wednesday.
         let next = w.current_or_next(t("2026-07-08T12:00:00Z")).expect("next");
         assert_eq!(next.start, t("2026-07-12T00:00:00Z"));
-        assert!(w.schedule().contains("every sun 02:00 Europe/Berlin for 2h"));
+        assert!(
+            w.schedule()
+                .contains("every sun 02:00 Europe/Berlin for 2h")
+        );
     }
 
     #[test]
     fn a_weekly_window_over_midnight_into_the_next_day() {
         let w = weekly("sat 23:00", "3h", "UTC");
-        assert!(w.active_at(t("2026-01-04T01:30:00Z")).is_some(), "sunday 01:30");
+        assert!(
+            w.active_at(t("2026-01-04T01:30:00Z")).is_some(),
+            "sunday 01:30"
+        );
         assert!(w.active_at(t("2026-01-04T02:00:00Z")).is_none());
     }
 
@@ -489,12 +503,15 @@ mod tests {
             &windows,
             std::slice::from_ref(&silence),
         );
+        assert_eq!(both.expect("covered").why, "silenced by ops@box: deploying");
         assert_eq!(
-            both.expect("covered").why,
-            "silenced by ops@box: deploying"
+            cover("api", t("2026-01-01T10:45:00Z"), &windows, &[silence]),
+            None
         );
-        assert_eq!(cover("api", t("2026-01-01T10:45:00Z"), &windows, &[silence]), None);
-        assert_eq!(cover("shop", t("2026-01-01T11:00:00Z"), &windows, &[]), None);
+        assert_eq!(
+            cover("shop", t("2026-01-01T11:00:00Z"), &windows, &[]),
+            None
+        );
     }
 
     #[test]
@@ -517,24 +534,33 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(bad(|_| {}), Vec::<String>::new());
-        assert!(bad(|m| m.every = Some("someday 2:00".into()))[0].starts_with("maintenance[0].every"));
+        assert!(
+            bad(|m| m.every = Some("someday 2:00".into()))[0].starts_with("maintenance[0].every")
+        );
         assert!(bad(|m| m.timezone = Some("Mars/Olympus".into()))[0].contains("IANA"));
         assert!(bad(|m| m.duration = None)[0].starts_with("maintenance[0].duration"));
-        assert!(bad(|m| m.targets = vec!["shpo".into()])[0].contains("no monitor target is named \"shpo\""));
-        assert!(bad(|m| {
-            m.every = None;
-            m.duration = None;
-            m.start = Some("2026-01-02T00:00:00Z".into());
-            m.end = Some("2026-01-01T00:00:00Z".into());
-        })[0]
-            .starts_with("maintenance[0].end: must be after start"));
-        assert!(bad(|m| {
-            m.every = None;
-            m.duration = None;
-            m.start = Some("tomorrow".into());
-            m.end = Some("2026-01-01T00:00:00Z".into());
-        })[0]
-            .contains("RFC 3339"));
+        assert!(
+            bad(|m| m.targets = vec!["shpo".into()])[0]
+                .contains("no monitor target is named \"shpo\"")
+        );
+        assert!(
+            bad(|m| {
+                m.every = None;
+                m.duration = None;
+                m.start = Some("2026-01-02T00:00:00Z".into());
+                m.end = Some("2026-01-01T00:00:00Z".into());
+            })[0]
+                .starts_with("maintenance[0].end: must be after start")
+        );
+        assert!(
+            bad(|m| {
+                m.every = None;
+                m.duration = None;
+                m.start = Some("tomorrow".into());
+                m.end = Some("2026-01-01T00:00:00Z".into());
+            })[0]
+                .contains("RFC 3339")
+        );
         assert_eq!(parse_every("Sunday 2:05"), Ok((Weekday::Sunday, 2, 5)));
     }
 }

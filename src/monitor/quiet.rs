@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use super::hold::{self, Held, Verdict};
 use super::maintenance::{Cover, Silence, Windows, cover};
-use super::storm::{Alert, GroupKind};
 use super::store;
+use super::storm::{Alert, GroupKind};
 use super::tracker::Event;
 use crate::store::{Store, StoreError};
 
@@ -43,7 +43,9 @@ impl Quiet {
     pub async fn refresh(&mut self, now: SystemTime) {
         match store::silences(&self.store, now).await {
             Ok(s) => self.silences = s,
-            Err(error) => tracing::warn!(%error, "Cannot read the silences; keeping the last ones read"),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the silences; keeping the last ones read")
+            }
         }
     }
 
@@ -79,9 +81,10 @@ impl Quiet {
         }
         self.refresh(now).await;
         match alert {
-            Alert::Single { index, event } => {
-                self.decide(index, &event, now).await.then_some(Alert::Single { index, event })
-            }
+            Alert::Single { index, event } => self
+                .decide(index, &event, now)
+                .await
+                .then_some(Alert::Single { index, event }),
             Alert::Grouped {
                 kind,
                 targets,

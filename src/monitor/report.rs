@@ -44,7 +44,11 @@ pub fn quiet_table(silences: &[Silence], windows: &Windows, now: SystemTime) -> 
     if silences.is_empty() {
         out.push_str("No silence in force.\n");
     } else {
-        let _ = writeln!(out, "{:<20}  {:<20}  {:<20}  REASON", "SILENCED", "UNTIL", "BY");
+        let _ = writeln!(
+            out,
+            "{:<20}  {:<20}  {:<20}  REASON",
+            "SILENCED", "UNTIL", "BY"
+        );
         for s in silences.iter().filter(|s| s.since <= now) {
             let _ = writeln!(
                 out,
@@ -59,7 +63,11 @@ pub fn quiet_table(silences: &[Silence], windows: &Windows, now: SystemTime) -> 
     if windows.is_empty() {
         out.push_str("No maintenance window configured.\n");
     } else {
-        let _ = writeln!(out, "\n{:<20}  {:<24}  {:<28}  SCHEDULE", "WINDOW", "TARGETS", "STATUS");
+        let _ = writeln!(
+            out,
+            "\n{:<20}  {:<24}  {:<28}  SCHEDULE",
+            "WINDOW", "TARGETS", "STATUS"
+        );
         for w in &windows.0 {
             let status = match (w.active_at(now), w.current_or_next(now)) {
                 (Some(o), _) => format!("open until {}", rfc3339(o.end)),
@@ -78,4 +86,3 @@ pub fn quiet_table(silences: &[Silence], windows: &Windows, now: SystemTime) -> 
     }
     out
 }
-

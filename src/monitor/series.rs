@@ -135,7 +135,14 @@ mod tests {
         assert_eq!(s.hours.len(), 1);
         assert_eq!(s.hours[0].checks, 2);
         assert_eq!(s.hours[0].means_ms()[Phase::Ttfb as usize], 4.0);
-        assert_eq!(s.days[0], DayBucket { day: 0, checks: 2, ups: 1 });
+        assert_eq!(
+            s.days[0],
+            DayBucket {
+                day: 0,
+                checks: 2,
+                ups: 1
+            }
+        );
         s.record(30 * HOUR_MS, true, &p);
         assert_eq!(s.hours.len(), 1, "older than 24 hours: dropped");
         s.add_hour(29, 1, [0.0; 5]);

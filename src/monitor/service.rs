@@ -109,7 +109,8 @@ impl MonitorService {
             }
         }
         let now = millis(SystemTime::now());
-        let series = store::series(&self.store, self.names.clone(), now, &self.config.history).await?;
+        let series =
+            store::series(&self.store, self.names.clone(), now, &self.config.history).await?;
         {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
             for (v, s) in view.targets.iter_mut().zip(series) {

@@ -4,8 +4,8 @@
 //! these functions alone, so a shared (etcd) store can later stand in for them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rusqlite::{OptionalExtension, params};
 
@@ -303,7 +303,12 @@ pub async fn hold(store: &Store, target: String, held: Held) -> Result<(), Store
                 "INSERT INTO monitor_held (target, since, reason, held_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(target) DO UPDATE SET since = excluded.since, reason = excluded.reason,
                    held_at = excluded.held_at",
-                params![target, millis(held.since), held.reason, millis(held.held_at)],
+                params![
+                    target,
+                    millis(held.since),
+                    held.reason,
+                    millis(held.held_at)
+                ],
             )
             .map(|_| ())
         })

@@ -282,13 +282,15 @@ impl TargetConfig {
         if reuse && source.is_some() && self.url.is_some() {
             errors.push((
                 "source_address",
-                "applies to fresh connections only: set reuse_connections = false for this target".into(),
+                "applies to fresh connections only: set reuse_connections = false for this target"
+                    .into(),
             ));
         }
         if self.reuse_connections.is_some() && self.url.is_none() {
             errors.push((
                 "reuse_connections",
-                "only url targets pool connections; tcp and tls checks always connect afresh".into(),
+                "only url targets pool connections; tcp and tls checks always connect afresh"
+                    .into(),
             ));
         }
         errors

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// Errors building the TLS trust configuration.
 #[derive(Debug, thiserror::Error)]

@@ -268,7 +268,10 @@ pub fn uptime_bar(series: &Series, now_ms: i64) -> String {
     let cells: Vec<(String, Option<f64>)> = (0..DAYS as i64)
         .map(|i| {
             let day = today - DAYS as i64 + 1 + i;
-            let date: String = rfc3339(from_millis(day * DAY_MS)).chars().take(10).collect();
+            let date: String = rfc3339(from_millis(day * DAY_MS))
+                .chars()
+                .take(10)
+                .collect();
             match series.days.iter().find(|d| d.day == day) {
                 Some(d) if d.checks > 0 => {
                     let share = f64::from(d.ups) / f64::from(d.checks);
@@ -308,7 +311,10 @@ pub fn routes(view: SharedView) -> Router {
 }
 
 /// `/api/monitors`: `{ total, page, per_page, targets: [...] }`, optionally `?state=down`.
-async fn list(State(view): State<SharedView>, Query(p): Query<PageQuery>) -> Json<serde_json::Value> {
+async fn list(
+    State(view): State<SharedView>,
+    Query(p): Query<PageQuery>,
+) -> Json<serde_json::Value> {
     let view = view.read().unwrap_or_else(|p| p.into_inner());
     let per_page = p.per_page.unwrap_or(100).clamp(1, 1000);
     let page = p.page.unwrap_or(1).max(1);

@@ -155,7 +155,14 @@ pub async fn since(store: &Store, from_ms: i64) -> Result<Vec<Point>, StoreError
                  WHERE at >= ?1 ORDER BY at",
             )?;
             let rows = st.query_map([from_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })?;
             rows.collect()
         })

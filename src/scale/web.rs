@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use super::cycle::CycleReport;
+use super::report::{address, decision_line, load_text, outcome_text, pct};
 use super::store;
 use crate::store::Store;
 use crate::web::chart::{self, TimeAxis};
-use crate::web::{Drawn, Lane};
-use super::report::{address, decision_line, load_text, outcome_text, pct};
 use crate::web::page::escape;
+use crate::web::{Drawn, Lane};
 
 /// The latest cycle, shared with the status page.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +110,12 @@ pub fn fleet_lane(points: &[store::Point], axis: &TimeAxis) -> Option<Drawn> {
     }
     let load: Vec<(f64, f64)> = thinned
         .iter()
-        .filter_map(|p| Some((axis.x(p.0), h - 2.0 - p.4?.clamp(0.0, 100.0) / 100.0 * (h - 14.0))))
+        .filter_map(|p| {
+            Some((
+                axis.x(p.0),
+                h - 2.0 - p.4?.clamp(0.0, 100.0) / 100.0 * (h - 14.0),
+            ))
+        })
         .collect();
     let mut svg = format!(
         "<line x1=\"{l}\" x2=\"{r}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#dde1e6\"/>\
@@ -125,9 +130,15 @@ pub fn fleet_lane(points: &[store::Point], axis: &TimeAxis) -> Option<Drawn> {
     for p in points.iter().filter(|p| p.1 != "hold") {
         let x = axis.x(p.0);
         let (shape, color) = if p.1 == "add" {
-            (format!("{:.1},10 {:.1},2 {:.1},10", x - 4.0, x, x + 4.0), "#137333")
+            (
+                format!("{:.1},10 {:.1},2 {:.1},10", x - 4.0, x, x + 4.0),
+                "#137333",
+            )
         } else {
-            (format!("{:.1},2 {:.1},10 {:.1},2", x - 4.0, x, x + 4.0), "#c5221f")
+            (
+                format!("{:.1},2 {:.1},10 {:.1},2", x - 4.0, x, x + 4.0),
+                "#c5221f",
+            )
         };
         let _ = write!(
             svg,
@@ -159,7 +170,14 @@ mod tests {
     fn the_fleet_lane_marks_each_decision() {
         let axis = TimeAxis::last_day(100_000_000, 70.0, 1000.0);
         let p = |at: i64, action: &str, n: i64| -> store::Point {
-            (at, action.into(), 1, n, Some(50.0), format!("{action} because"))
+            (
+                at,
+                action.into(),
+                1,
+                n,
+                Some(50.0),
+                format!("{action} because"),
+            )
         };
         let points = vec![
             p(20_000_000, "hold", 1),

@@ -47,7 +47,10 @@ impl TimeAxis {
         let mut out = Vec::new();
         while t <= self.to_ms {
             let minutes = t.rem_euclid(86_400_000) / 60_000;
-            out.push((self.x(t), format!("{:02}:{:02}", minutes / 60, minutes % 60)));
+            out.push((
+                self.x(t),
+                format!("{:02}:{:02}", minutes / 60, minutes % 60),
+            ));
             t += every_ms;
         }
         out
@@ -89,7 +92,11 @@ pub fn stacked_bars(slots: usize, width: f64, layers: &[Layer], height: f64, max
             let h = scale(*b + v.max(0.0)) - scale(*b);
             if h > 0.0 {
                 let y = height - scale(*b) - h;
-                let _ = write!(d, "M{:.1} {y:.2}h{bar:.1}v{h:.2}h-{bar:.1}z", i as f64 * step);
+                let _ = write!(
+                    d,
+                    "M{:.1} {y:.2}h{bar:.1}v{h:.2}h-{bar:.1}z",
+                    i as f64 * step
+                );
             }
             *b += v.max(0.0);
         }
@@ -107,7 +114,10 @@ pub fn stacked_bars(slots: usize, width: f64, layers: &[Layer], height: f64, max
 
 /// A polyline through `points` (pixels), with a tooltip.
 pub fn line(points: &[(f64, f64)], color: &str, title: &str) -> String {
-    let pts: Vec<String> = points.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let pts: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect();
     format!(
         "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline>",
         pts.join(" "),

@@ -71,14 +71,21 @@ fn ctrl_c_on_the_demo_stops_its_workers_but_a_configured_fleet_is_readopted() {
         Some(workers(dir.path())).filter(|p| !p.is_empty() && p.iter().all(|p| alive(*p)))
     });
     assert!(interrupt(&mut tend).success());
-    assert!(configured.iter().all(|p| alive(*p)), "a configured fleet keeps running");
+    assert!(
+        configured.iter().all(|p| alive(*p)),
+        "a configured fleet keeps running"
+    );
     let mut tend = run(dir.path(), port);
     wait_for("re-adoption", Duration::from_secs(30), || {
         std::fs::read_to_string(dir.path().join("tend.log"))
             .ok()
             .filter(|l| l.contains("Re-adopted local instances"))
     });
-    assert_eq!(workers(dir.path()), configured, "the same processes, adopted");
+    assert_eq!(
+        workers(dir.path()),
+        configured,
+        "the same processes, adopted"
+    );
     assert!(interrupt(&mut tend).success());
     assert!(configured.iter().all(|p| alive(*p)));
 }

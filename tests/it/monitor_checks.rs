@@ -90,7 +90,10 @@ async fn slow_and_hanging_servers_time_out_as_a_whole() {
     server.set(Mode::Slow(TIMEOUT * 2));
     let started = Instant::now();
     let o = check(http(server.url("/"), |_| {})).await;
-    assert_down(&o, "ttfb: timeout after 500ms waiting for the response headers");
+    assert_down(
+        &o,
+        "ttfb: timeout after 500ms waiting for the response headers",
+    );
     assert!(
         started.elapsed() < TIMEOUT + Duration::from_millis(300),
         "took {:?}",

@@ -99,7 +99,11 @@ async fn a_server_that_stops_accepting_is_down_at_its_next_checks_whatever_old_c
     while pooled_up_after < 2 {
         let r = next(&mut rx, deadline).await;
         if r.index == 1 {
-            assert!(r.outcome.up, "the kept connection still answers: {:?}", r.outcome);
+            assert!(
+                r.outcome.up,
+                "the kept connection still answers: {:?}",
+                r.outcome
+            );
             pooled_up_after += 1;
         }
     }
@@ -126,31 +130,52 @@ async fn phase_timings_are_present_in_order_and_add_up_to_the_total() {
         "the server's 80 ms count as time to first byte: {p:?}"
     );
     assert!(
-        p.get(Phase::Connect) < Duration::from_millis(80) && p.get(Phase::Tls) < Duration::from_millis(80),
+        p.get(Phase::Connect) < Duration::from_millis(80)
+            && p.get(Phase::Tls) < Duration::from_millis(80),
         "the wait is not put on connect or TLS: {p:?}"
     );
     assert_eq!(o.failed_phase, None);
     assert_eq!(o.cert_expiry_days, Some(90));
     let json = serde_json::to_string(&p).expect("json");
-    let keys: Vec<usize> = ["\"dns\"", "\"connect\"", "\"tls\"", "\"ttfb\"", "\"transfer\"", "\"total\""]
-        .iter()
-        .map(|k| json.find(k).unwrap_or_else(|| panic!("{k} in {json}")))
-        .collect();
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "phases in order: {json}");
+    let keys: Vec<usize> = [
+        "\"dns\"",
+        "\"connect\"",
+        "\"tls\"",
+        "\"ttfb\"",
+        "\"transfer\"",
+        "\"total\"",
+    ]
+    .iter()
+    .map(|k| json.find(k).unwrap_or_else(|| panic!("{k} in {json}")))
+    .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "phases in order: {json}"
+    );
 
     // Plain HTTP has no TLS phase; each failure names its phase.
     let plain = TargetServer::start().await;
     let o = check(&checker, target("plain", plain.url("/"))).await;
     assert!(o.up && o.phases.get(Phase::Tls) == Duration::ZERO, "{o:?}");
     let port = closed_port().await;
-    let o = check(&checker, target("refused", format!("http://127.0.0.1:{port}/"))).await;
-    assert_eq!((o.failed_phase, o.reason.as_str()), (Some(Phase::Connect), "connect: connection refused"));
+    let o = check(
+        &checker,
+        target("refused", format!("http://127.0.0.1:{port}/")),
+    )
+    .await;
+    assert_eq!(
+        (o.failed_phase, o.reason.as_str()),
+        (Some(Phase::Connect), "connect: connection refused")
+    );
     assert_eq!(o.phases.get(Phase::Ttfb), Duration::ZERO);
     let (chain, key) = self_signed();
     let untrusted = TargetServer::start_tls(chain, key).await;
     let o = check(&checker, target("untrusted", untrusted.url("/"))).await;
     assert_eq!(o.failed_phase, Some(Phase::Tls), "{o:?}");
-    assert!(o.reason.starts_with("tls: certificate not trusted"), "{o:?}");
+    assert!(
+        o.reason.starts_with("tls: certificate not trusted"),
+        "{o:?}"
+    );
     plain.set(Mode::Slow(Duration::from_secs(5)));
     let o = check(&checker, target("slow", plain.url("/"))).await;
     assert_eq!(o.failed_phase, Some(Phase::Ttfb), "{o:?}");
@@ -180,7 +205,8 @@ async fn source_address_binds_the_checks_socket() {
     foreign.source_address = Some("192.0.2.1".parse().expect("ip"));
     let o = check(&checker, foreign).await;
     assert!(
-        o.reason.starts_with("connect: cannot use source address 192.0.2.1"),
+        o.reason
+            .starts_with("connect: cannot use source address 192.0.2.1"),
         "{o:?}"
     );
 }

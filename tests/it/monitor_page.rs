@@ -25,7 +25,10 @@ fn badge(svg: &str) -> (String, String) {
     let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}: {svg}"));
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "svg");
-    assert_eq!(root.tag_name().namespace(), Some("http://www.w3.org/2000/svg"));
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
     let title = root
         .children()
         .find(|n| n.has_tag_name("title"))
@@ -38,8 +41,14 @@ fn badge(svg: &str) -> (String, String) {
         .find_map(|n| n.attribute("fill"))
         .expect("the value rect")
         .to_string();
-    let texts: Vec<&str> = root.descendants().filter_map(|n| n.has_tag_name("text").then(|| n.text()).flatten()).collect();
-    assert!(title.split(": ").all(|part| texts.contains(&part)), "{title} drawn in {texts:?}");
+    let texts: Vec<&str> = root
+        .descendants()
+        .filter_map(|n| n.has_tag_name("text").then(|| n.text()).flatten())
+        .collect();
+    assert!(
+        title.split(": ").all(|part| texts.contains(&part)),
+        "{title} drawn in {texts:?}"
+    );
     (title, fill)
 }
 
@@ -75,7 +84,9 @@ async fn badges_show_the_state_and_the_uptime_as_svg() {
 
     target.set(Mode::Status(503));
     let body = wait_for("a red badge", Duration::from_secs(20), || {
-        get(port, "/badge/shop.svg").map(|r| r.2).filter(|b| b.contains("shop: down"))
+        get(port, "/badge/shop.svg")
+            .map(|r| r.2)
+            .filter(|b| b.contains("shop: down"))
     });
     assert_eq!(badge(&body), ("shop: down".into(), "#e05d44".into()));
     let (_, _, body) = get(port, "/badge/shop/uptime-30d.svg").expect("uptime badge");
@@ -121,26 +132,40 @@ async fn a_browser_sees_the_charts_of_targets_fleet_and_deploys() {
         .env_remove("TEND_CONFIG")
         .output()
         .expect("tend deploy");
-    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
     let mut tend = Tend::start(dir.path(), &["run"]);
-    wait_for("checks and a scaling decision on the page", Duration::from_secs(40), || {
-        let (_, _, page) = get(port, "/")?;
-        (page.contains("class=\"decision add\"") && page.contains("class=\"chart phases\""))
-            .then_some(())
-    });
+    wait_for(
+        "checks and a scaling decision on the page",
+        Duration::from_secs(40),
+        || {
+            let (_, _, page) = get(port, "/")?;
+            (page.contains("class=\"decision add\"") && page.contains("class=\"chart phases\""))
+                .then_some(())
+        },
+    );
     let dom = chromium_dom(port);
     // The DOM is HTML; each inline <svg> in it is well-formed XML on its own.
-    let svgs: Vec<&str> = dom.match_indices("<svg").map(|(i, _)| {
-        let end = dom[i..].find("</svg>").map_or(dom.len(), |e| i + e + 6);
-        &dom[i..end]
-    }).collect();
+    let svgs: Vec<&str> = dom
+        .match_indices("<svg")
+        .map(|(i, _)| {
+            let end = dom[i..].find("</svg>").map_or(dom.len(), |e| i + e + 6);
+            &dom[i..end]
+        })
+        .collect();
     let find = |class: &str| {
         svgs.iter()
             .find(|s| s.starts_with(&format!("<svg class=\"{class}\"")))
             .unwrap_or_else(|| panic!("no <svg class={class:?}> in the page: {dom}"))
     };
     let phases = roxmltree::Document::parse(find("chart phases")).expect("phase chart is SVG");
-    let layers: Vec<_> = phases.descendants().filter(|n| n.has_tag_name("path")).collect();
+    let layers: Vec<_> = phases
+        .descendants()
+        .filter(|n| n.has_tag_name("path"))
+        .collect();
     assert_eq!(layers.len(), 5, "one layer per phase");
     let ttfb = layers
         .iter()
@@ -158,9 +183,16 @@ async fn a_browser_sees_the_charts_of_targets_fleet_and_deploys() {
         "this hour's mean time to first byte (or the last hour's, just after the hour): {values:?}"
     );
     let uptime = roxmltree::Document::parse(find("chart uptime")).expect("uptime bar is SVG");
-    let cells: Vec<_> = uptime.descendants().filter(|n| n.has_tag_name("rect")).collect();
+    let cells: Vec<_> = uptime
+        .descendants()
+        .filter(|n| n.has_tag_name("rect"))
+        .collect();
     assert_eq!(cells.len(), 30);
-    assert_eq!(cells[29].attribute("data-value"), Some("1.00000"), "today: all up");
+    assert_eq!(
+        cells[29].attribute("data-value"),
+        Some("1.00000"),
+        "today: all up"
+    );
     let timeline = roxmltree::Document::parse(find("timeline")).expect("timeline is SVG");
     let lane = |name: &str| {
         timeline
@@ -170,18 +202,25 @@ async fn a_browser_sees_the_charts_of_targets_fleet_and_deploys() {
     };
     let fleet = lane("fleet");
     assert!(
-        fleet.descendants().any(|n| n.attribute("class") == Some("decision add")),
+        fleet
+            .descendants()
+            .any(|n| n.attribute("class") == Some("decision add")),
         "the first instance's creation is marked"
     );
     assert!(
-        fleet.descendants().filter(|n| n.has_tag_name("polyline")).count() == 2,
+        fleet
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .count()
+            == 2,
         "size and load lines"
     );
     let deploys = lane("deploys");
     assert!(
         deploys
             .descendants()
-            .any(|n| n.attribute("class") == Some("deploy") && n.attribute("data-state") == Some("succeeded")),
+            .any(|n| n.attribute("class") == Some("deploy")
+                && n.attribute("data-state") == Some("succeeded")),
         "the deploy is on the same axis"
     );
     assert!(tend.stop().success());

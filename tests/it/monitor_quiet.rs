@@ -85,7 +85,9 @@ async fn a_window_holds_the_down_alert_and_an_outage_still_open_is_mailed_when_i
     });
     assert_eq!(api["windows"][0]["name"], "db upgrade", "{api}");
     target.set(Mode::Status(503));
-    let held = wait_for("the down alert held", Duration::from_secs(20), || is_held(port));
+    let held = wait_for("the down alert held", Duration::from_secs(20), || {
+        is_held(port)
+    });
     assert!(
         held["quiet"]["why"]
             .as_str()
@@ -111,7 +113,9 @@ async fn a_window_holds_the_down_alert_and_an_outage_still_open_is_mailed_when_i
     target.set(Mode::Ok);
     let mails = sink.wait_for(2);
     assert!(
-        mails.iter().any(|m| m.contains("Subject: NOTICE: shop is up again")),
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: NOTICE: shop is up again")),
         "{mails:?}"
     );
     assert!(tend.stop().success());
@@ -128,21 +132,34 @@ async fn tend_silence_on_a_running_daemon_holds_alerts_until_it_is_cleared() {
     wait_for("shop up", Duration::from_secs(20), || {
         monitor(port).filter(|(t, _)| t["state"] == "up")
     });
-    let (ok, out) = tend(dir.path(), &["silence", "shop", "--for", "1h", "--reason", "db migration"]);
+    let (ok, out) = tend(
+        dir.path(),
+        &["silence", "shop", "--for", "1h", "--reason", "db migration"],
+    );
     assert!(ok && out.contains("Silenced shop until"), "{out}");
     let (ok, out) = tend(dir.path(), &["silence", "nope", "--for", "1h"]);
-    assert!(!ok && out.contains("no monitor target matches \"nope\""), "{out}");
+    assert!(
+        !ok && out.contains("no monitor target matches \"nope\""),
+        "{out}"
+    );
     let (ok, out) = tend(dir.path(), &["silence", "--list"]);
-    assert!(ok && out.contains("shop") && out.contains("db migration"), "{out}");
+    assert!(
+        ok && out.contains("shop") && out.contains("db migration"),
+        "{out}"
+    );
     // The daemon shows it at once, before anything fails.
     wait_for("the silence on the page", Duration::from_secs(10), || {
         monitor(port).filter(|(t, api)| {
-            t["quiet"]["why"].as_str().is_some_and(|w| w.contains("db migration"))
+            t["quiet"]["why"]
+                .as_str()
+                .is_some_and(|w| w.contains("db migration"))
                 && api["silences"][0]["target"] == "shop"
         })
     });
     target.set(Mode::Status(503));
-    wait_for("the down alert held", Duration::from_secs(20), || is_held(port));
+    wait_for("the down alert held", Duration::from_secs(20), || {
+        is_held(port)
+    });
     assert_eq!(sink.messages().len(), 0, "no mail while silenced");
     let (ok, out) = tend(dir.path(), &["silence", "--clear", "shop"]);
     assert!(ok && out.contains("Cleared 1 silence(s) of shop"), "{out}");
@@ -155,7 +172,9 @@ async fn tend_silence_on_a_running_daemon_holds_alerts_until_it_is_cleared() {
     target.set(Mode::Ok);
     let mails = sink.wait_for(2);
     assert!(
-        mails.iter().any(|m| m.contains("Subject: NOTICE: shop is up again")),
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: NOTICE: shop is up again")),
         "{mails:?}"
     );
     assert!(tend_run.stop().success());
