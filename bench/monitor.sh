@@ -84,7 +84,7 @@ user_line=""; [[ $(id -u) -eq 0 ]] && user_line="user root;"
 cat > "$WORK/nginx/nginx.conf" <<NGINX
 $user_line
 daemon off;
-worker_processes 1;
+worker_processes 2;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 worker_rlimit_nofile 65536;
@@ -140,6 +140,14 @@ PY
 
 ms() { awk -v x="$1" 'BEGIN {printf "%.1f", x*1000}'; }
 
+# read_metrics FILE: CHECKS, UP, P50, P99 from a scrape of tend's /metrics.
+read_metrics() {
+    CHECKS=$(metric "$1" tend_monitor_checks_total)
+    UP=$(metric "$1" tend_monitor_checks_total 'result="up"')
+    P50=$(metric "$1" tend_monitor_schedule_lag_seconds 'quantile="0.5"')
+    P99=$(metric "$1" tend_monitor_schedule_lag_seconds 'quantile="0.99"')
+}
+
 # page_time PORT PATH: the median of 5 timed GETs of a page, in ms.
 page_time() {
     for _ in 1 2 3 4 5; do curl -s -o /dev/null -w '%{time_total}\n' --max-time 30 "http://127.0.0.1:$1$2"; done \
@@ -163,7 +171,7 @@ modules:
 YML
 
 echo "== $TARGETS targets every $INTERVAL (timeout $TIMEOUT, concurrency $CONCURRENCY) for ${DURATION}s per tool and protocol"
-echo "== target server: nginx (1 worker), HTTP :$HTTP_PORT and HTTPS :$HTTPS_PORT (ECDSA P-256 leaf, no session resumption)"
+echo "== target server: nginx (2 workers), HTTP :$HTTP_PORT and HTTPS :$HTTPS_PORT (ECDSA P-256 leaf, no session resumption)"
 echo "== tend: $TEND; blackbox_exporter: $BB"
 SUMMARY=()
 
@@ -191,11 +199,8 @@ for PROTO in $PROTOCOLS; do
     PAGE_FIRST=$(page_time "$TEND_PORT" /)
     PAGE_LAST=$(page_time "$TEND_PORT" "/monitors?page=$(( (TARGETS + 49) / 50 ))")
     kill "$TEND_PID"; wait "$TEND_PID" 2>/dev/null || true
-    M="$D/tend/metrics.txt"
-    TEND_CHECKS=$(metric "$M" tend_monitor_checks_total)
-    TEND_UP=$(metric "$M" tend_monitor_checks_total 'result="up"')
-    TEND_P50=$(metric "$M" tend_monitor_schedule_lag_seconds 'quantile="0.5"')
-    TEND_P99=$(metric "$M" tend_monitor_schedule_lag_seconds 'quantile="0.99"')
+    read_metrics "$D/tend/metrics.txt"
+    TEND_CHECKS=$CHECKS TEND_UP=$UP TEND_P50=$P50 TEND_P99=$P99
     [[ "$TEND_CHECKS" != 0 ]] || { echo "tend reported no checks; its log:" >&2; tail -20 "$D/tend/tend.log" >&2; exit 1; }
     echo "$PROTO tend:     checks=$TEND_CHECKS up=$TEND_UP lag_p50_ms=$(ms "$TEND_P50") lag_p99_ms=$(ms "$TEND_P99")" \
          "cpu_s=$TEND_CPU (whole process, ${TEND_WALL}s) peak_rss_mb=$TEND_RSS" \
@@ -222,11 +227,8 @@ for PROTO in $PROTOCOLS; do
     BB_RSS=$(rss_of "$BB_PID")
     DRIVER_CPU=$(cpu_of "$DRIVER_PID")
     kill "$DRIVER_PID" "$BB_PID"; wait "$DRIVER_PID" "$BB_PID" 2>/dev/null || true
-    M="$D/driver/metrics.txt"
-    BB_CHECKS=$(metric "$M" tend_monitor_checks_total)
-    BB_UP=$(metric "$M" tend_monitor_checks_total 'result="up"')
-    D_P50=$(metric "$M" tend_monitor_schedule_lag_seconds 'quantile="0.5"')
-    D_P99=$(metric "$M" tend_monitor_schedule_lag_seconds 'quantile="0.99"')
+    read_metrics "$D/driver/metrics.txt"
+    BB_CHECKS=$CHECKS BB_UP=$UP D_P50=$P50 D_P99=$P99
     [[ "$BB_CHECKS" != 0 ]] || { echo "the driver reported no probes; its log:" >&2; tail -20 "$D/driver/tend.log" >&2; exit 1; }
     echo "$PROTO blackbox: probes=$BB_CHECKS probe_success=$BB_UP cpu_s=$BB_CPU (exporter only) peak_rss_mb=$BB_RSS" \
          "(driver: lag_p50_ms=$(ms "$D_P50") lag_p99_ms=$(ms "$D_P99") cpu_s=$DRIVER_CPU, not counted)"

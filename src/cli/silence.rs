@@ -61,12 +61,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<Status> {
     if duration.is_zero() {
         return Err(Usage("--for must be more than 0s".into()).into());
     }
-    let names: Vec<&str> = config
-        .monitor
-        .iter()
-        .flat_map(|m| &m.target)
-        .map(|t| t.name.as_str())
-        .collect();
+    let names = tend::monitor::config::target_names(config.monitor.as_ref());
     if !names.iter().any(|n| glob_match(&target, n)) {
         return Err(Usage(format!(
             "no monitor target matches {target:?} (targets: {})",

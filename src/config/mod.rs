@@ -177,12 +177,7 @@ impl Config {
         if let Some(m) = &self.monitor {
             out.extend(m.validate());
         }
-        let targets: Vec<&str> = self
-            .monitor
-            .iter()
-            .flat_map(|m| &m.target)
-            .map(|t| t.name.as_str())
-            .collect();
+        let targets = crate::monitor::config::target_names(self.monitor.as_ref());
         out.extend(crate::monitor::maintenance::validate(
             &self.maintenance,
             &targets,

@@ -237,6 +237,16 @@ impl MonitorConfig {
     }
 }
 
+/// The names of the targets of a `[monitor]` section, if there is one (what `[[maintenance]]` and
+/// `tend silence` may name).
+pub fn target_names(section: Option<&MonitorConfig>) -> Vec<&str> {
+    section
+        .iter()
+        .flat_map(|m| &m.target)
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
 fn fmt_dur(d: Duration) -> String {
     crate::core::duration::exact(d)
 }

@@ -198,6 +198,15 @@ impl Window {
         })
     }
 
+    /// Its state at `now`, for a person: "open until T", "next T" or "over".
+    pub fn status(&self, now: SystemTime) -> String {
+        match (self.active_at(now), self.current_or_next(now)) {
+            (Some(open), _) => format!("open until {}", crate::core::time::rfc3339(open.end)),
+            (None, Some(next)) => format!("next {}", crate::core::time::rfc3339(next.start)),
+            (None, None) => "over".into(),
+        }
+    }
+
     /// How the window reads on the page: "sun 02:00 Europe/Berlin for 2h" or the one-off dates.
     pub fn schedule(&self) -> String {
         match &self.when {

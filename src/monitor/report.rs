@@ -69,11 +69,7 @@ pub fn quiet_table(silences: &[Silence], windows: &Windows, now: SystemTime) -> 
             "WINDOW", "TARGETS", "STATUS"
         );
         for w in &windows.0 {
-            let status = match (w.active_at(now), w.current_or_next(now)) {
-                (Some(o), _) => format!("open until {}", rfc3339(o.end)),
-                (None, Some(o)) => format!("next {}", rfc3339(o.start)),
-                (None, None) => "over".into(),
-            };
+            let status = w.status(now);
             let _ = writeln!(
                 out,
                 "{:<20}  {:<24}  {:<28}  {}",

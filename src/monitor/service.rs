@@ -305,11 +305,7 @@ impl MonitorService {
                 name: w.name.clone(),
                 targets: w.targets.clone(),
                 schedule: w.schedule(),
-                status: match (w.active_at(now), w.current_or_next(now)) {
-                    (Some(open), _) => format!("open until {}", rfc3339(open.end)),
-                    (None, Some(next)) => format!("next {}", rfc3339(next.start)),
-                    (None, None) => "over".into(),
-                },
+                status: w.status(now),
                 reason: w.reason.clone(),
             })
             .collect();

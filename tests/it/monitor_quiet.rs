@@ -52,6 +52,18 @@ fn tend(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The target answers again: the second mail is the up alert.
+fn recovers(target: &TargetServer, sink: &SmtpSink) {
+    target.set(Mode::Ok);
+    let mails = sink.wait_for(2);
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: NOTICE: shop is up again")),
+        "{mails:?}"
+    );
+}
+
 fn is_held(port: u16) -> Option<serde_json::Value> {
     monitor(port)
         .map(|(t, _)| t)
@@ -110,14 +122,7 @@ async fn a_window_holds_the_down_alert_and_an_outage_still_open_is_mailed_when_i
     wait_for("the hold released", Duration::from_secs(10), || {
         monitor(port).filter(|(t, _)| t["alert_held"] == false && t["quiet"].is_null())
     });
-    target.set(Mode::Ok);
-    let mails = sink.wait_for(2);
-    assert!(
-        mails
-            .iter()
-            .any(|m| m.contains("Subject: NOTICE: shop is up again")),
-        "{mails:?}"
-    );
+    recovers(&target, &sink);
     assert!(tend.stop().success());
 }
 
@@ -169,13 +174,6 @@ async fn tend_silence_on_a_running_daemon_holds_alerts_until_it_is_cleared() {
         "{}",
         mails[0]
     );
-    target.set(Mode::Ok);
-    let mails = sink.wait_for(2);
-    assert!(
-        mails
-            .iter()
-            .any(|m| m.contains("Subject: NOTICE: shop is up again")),
-        "{mails:?}"
-    );
+    recovers(&target, &sink);
     assert!(tend_run.stop().success());
 }
