@@ -57,7 +57,7 @@ pub fn decide(event: &Event, covered: bool, held: Option<&Held>, now: SystemTime
 
 /// The held outages whose target is no longer covered, by name: each is sent now if the target is still down,
 /// and forgotten either way.
-pub fn due<'a>(held: &'a BTreeMap<String, Held>, covered: impl Fn(&str) -> bool) -> Vec<&'a str> {
+pub fn due(held: &BTreeMap<String, Held>, covered: impl Fn(&str) -> bool) -> Vec<&str> {
     held.keys()
         .map(String::as_str)
         .filter(|name| !covered(name))
