@@ -278,10 +278,11 @@ impl Checker {
             Some((pem, what)) => tls::parse_pem_bundle(pem, what)?,
             None => Vec::new(),
         };
+        let configs = tls::client_configs(roots)?;
         Ok(Checker {
-            pooled: pooled::client(&roots)?,
-            tls: tls::client_config(roots.clone(), &[])?,
-            https: tls::client_config(roots, &[b"http/1.1"])?,
+            pooled: pooled::client(configs.pooled)?,
+            tls: configs.tls,
+            https: configs.https,
         })
     }
 

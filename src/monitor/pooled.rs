@@ -11,28 +11,22 @@ use reqwest::{Method, Url};
 
 use super::check::{Capped, Checker, CheckerError, Down, Head, Partial, Phase, Transport};
 use super::tls;
-use rustls::pki_types::CertificateDer;
 
 /// The `User-Agent` of every check.
 pub const USER_AGENT: &str = concat!("tend-monitor/", env!("CARGO_PKG_VERSION"));
 
 /// The shared client: no redirects of its own (the check follows them), TLS details kept, idle connections
-/// kept two minutes.
-pub(super) fn client(roots: &[CertificateDer<'static>]) -> Result<reqwest::Client, CheckerError> {
-    let mut builder = reqwest::Client::builder()
+/// kept two minutes, on the checker's TLS configuration (the same trust as fresh checks).
+pub(super) fn client(tls: rustls::ClientConfig) -> Result<reqwest::Client, CheckerError> {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)
         .user_agent(USER_AGENT)
         .pool_idle_timeout(Duration::from_secs(120))
-        .tcp_nodelay(true);
-    if !roots.is_empty() {
-        let certs = roots
-            .iter()
-            .map(|der| reqwest::Certificate::from_der(der))
-            .collect::<Result<Vec<_>, _>>();
-        builder = builder.tls_certs_merge(certs.map_err(CheckerError::Http)?);
-    }
-    builder.build().map_err(CheckerError::Http)
+        .tcp_nodelay(true)
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(CheckerError::Http)
 }
 
 /// Requests through the checker's pooled client.

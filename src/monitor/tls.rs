@@ -52,25 +52,42 @@ pub fn parse_pem_bundle(
     Ok(certs)
 }
 
-/// A rustls client config trusting the system roots plus `extra_roots`, offering `alpn`, and never resuming a
-/// session: every handshake is a new visitor's, so the server presents (and we check) its certificate each time.
-pub fn client_config(
-    extra_roots: Vec<CertificateDer<'static>>,
-    alpn: &[&[u8]],
-) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+/// The client configurations of a checker, built on one verifier (the system roots are loaded once).
+pub struct Configs {
+    /// Bare `tls` checks: no ALPN, no session resumption.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Fresh HTTPS connections: ALPN `http/1.1`, no session resumption.
+    pub https: Arc<rustls::ClientConfig>,
+    /// The pooled client (`reuse_connections`): ALPN `h2` and `http/1.1`, sessions resumed as a pool would.
+    pub pooled: rustls::ClientConfig,
+}
+
+/// Client configs trusting the system roots plus `extra_roots`. The fresh ones never resume a session: every
+/// handshake is a new visitor's, so the server presents (and we check) its certificate each time.
+pub fn client_configs(extra_roots: Vec<CertificateDer<'static>>) -> Result<Configs, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
+    let verifier = Arc::new(
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
-            .map_err(TlsSetupError::Rustls)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsSetupError::Rustls)?
-        .dangerous() // not dangerous: the platform verifier does full chain + hostname verification
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+            .map_err(TlsSetupError::Rustls)?,
+    );
+    let config = |alpn: &[&[u8]], resume: bool| -> Result<rustls::ClientConfig, TlsSetupError> {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsSetupError::Rustls)?
+            .dangerous() // not dangerous: the platform verifier does full chain + hostname verification
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    };
+    Ok(Configs {
+        tls: Arc::new(config(&[], false)?),
+        https: Arc::new(config(&[b"http/1.1"], false)?),
+        pooled: config(&[b"h2", b"http/1.1"], true)?,
+    })
 }
 
 /// Whole days from `now` until the DER certificate's notAfter (negative once expired); `None` if unparsable.

@@ -242,6 +242,17 @@ async fn certificates() {
         Some(90),
         "each check handshakes afresh and sees the certificate"
     );
+    let pooled = http(good.url("/"), |t| {
+        t.cert_min_days = Some(14);
+        t.reuse_connections = Some(true);
+    });
+    let o = check_with(&checker, pooled).await;
+    assert!(o.up, "{o:?}");
+    assert_eq!(
+        o.cert_expiry_days,
+        Some(90),
+        "the pooled client trusts the same CA"
+    );
     let o = check_with(&checker, https(&soon)).await;
     assert_down(&o, "certificate expires in 3 days");
     assert_down(
