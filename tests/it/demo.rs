@@ -8,8 +8,11 @@ use std::time::Duration;
 use crate::support::local_fleet::{Reap, alive, pids};
 use crate::support::{free_port, repo_root, tend_bin, wait_for};
 
-/// Starts `tend run` in `dir` with the status page on `port`; output to `dir/tend.log`.
+/// Starts `tend run` in `dir` with the status page on `port`; output to `dir/tend.log`. The workers are asked
+/// for no work (`tend-data/demo/demand` = 0), so they do not take the CPU from tests running beside this one.
 fn run(dir: &Path, port: u16) -> Child {
+    std::fs::create_dir_all(dir.join("tend-data/demo")).expect("demo folder");
+    std::fs::write(dir.join("tend-data/demo/demand"), "0").expect("demand");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
