@@ -11,7 +11,7 @@
 #      out, state written on changes only, the rate must not grow with the check rate.
 #
 # Run:   cargo build --release && bench/cluster.sh
-# Env:   KILLS (10) TARGETS (10000) DURATION (60) TEND (default ${CARGO_TARGET_DIR:-target}/release/tend)
+# Env:   KILLS (10) TARGETS (10000; 0 skips part 2) DURATION (60) TEND (default ${CARGO_TARGET_DIR:-target}/release/tend)
 #        KEEP=1 keeps the work directory (configs, logs, stores).
 # Needs: etcd-server, nginx (apt-get install -y etcd-server nginx), moto (scripts/test makes the venv).
 set -euo pipefail
@@ -178,6 +178,7 @@ printf '%s\n' "${TIMES[@]}" | sort -n | awk -v lease="$LEASE" '{a[NR]=$1} END {
 for n in tend-a tend-b tend-c; do kill "${PID[$n]}" 2>/dev/null || true; wait "${PID[$n]}" 2>/dev/null || true; done
 
 # --- 2. etcd load ----------------------------------------------------------------------------------------------
+[[ "$TARGETS" -gt 0 ]] || exit 0
 etcd_requests() { # the sum of grpc_server_handled_total over the three members
     for i in 1 2 3; do curl -s "http://127.0.0.1:${CPORT[$i]}/metrics"; done \
         | awk '/^grpc_server_handled_total/ {s += $NF} END {printf "%d", s}'

@@ -124,7 +124,8 @@ pub async fn run(
             handles.store.clone(),
             handles.metrics.clone(),
             handles.alerter.clone(),
-        );
+        )
+        .with_maintenance(config.maintenance.clone());
         web = web
             .section(Arc::new(MonitorSection(service.view())))
             .routes(crate::monitor::web::routes(service.view()));
@@ -137,6 +138,9 @@ pub async fn run(
     if let (true, Some(scale), Some(cloud)) = (parts.scale, &config.scale, &config.cloud) {
         let status = FleetStatus::default();
         web = web.section(Arc::new(status.clone()));
+        web = web.lane(Arc::new(crate::scale::web::FleetLane(
+            handles.store.clone(),
+        )));
         let (scale, cloud, h) = (scale.clone(), cloud.clone(), handles.clone());
         let (token, cluster) = (shutdown.clone(), cluster.clone());
         tasks.spawn(supervise("scale", shutdown.clone(), move || {
@@ -165,6 +169,9 @@ pub async fn run(
         );
         web = web
             .section(Arc::new(crate::deploy::web::DeploySection(
+                handles.store.clone(),
+            )))
+            .lane(Arc::new(crate::deploy::web::DeployLane(
                 handles.store.clone(),
             )))
             .routes(crate::deploy::web::routes(deployer, shutdown.clone()));

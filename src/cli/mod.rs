@@ -21,6 +21,7 @@ mod fleet;
 mod monitor;
 mod notify;
 mod run;
+mod silence;
 mod simulate;
 
 pub use exit::{Status, Usage};
@@ -110,6 +111,13 @@ enum Command {
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
     Simulate(simulate::Args),
+    /// Silence a monitor target's alerts for a while, list silences and maintenance windows, or clear one.
+    ///
+    /// A running tend honours it at once: checks go on, alerts are held back; an outage still open when the
+    /// silence ends is alerted then.
+    ///
+    /// Example: tend silence shop --for 1h --reason "db migration"; tend silence --list; tend silence --clear shop
+    Silence(silence::Args),
     /// Print a shell completion script.
     ///
     /// Example: tend completions zsh > ~/.zfunc/_tend
@@ -172,6 +180,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Fleet(args) => with_runtime(fleet::fleet(config, console, args)),
         Command::Scale(args) => with_runtime(fleet::scale(config, console, args)),
         Command::Cluster(args) => with_runtime(cluster::run(config, args)),
+        Command::Silence(args) => with_runtime(silence::run(config, args)),
         Command::Completions { .. } | Command::Simulate(_) | Command::Worker { .. } => {
             Ok(Status::Ok)
         }

@@ -17,7 +17,26 @@ pub async fn run(config: Config, source: Source, console: Console) -> anyhow::Re
     if let Source::Demo = source {
         print_demo_banner(&config);
     }
-    daemon(&config, &handles, app::Parts::ALL).await
+    let status = daemon(&config, &handles, app::Parts::ALL).await;
+    if let Source::Demo = source {
+        stop_demo_workers(&config, &handles).await;
+    }
+    status
+}
+
+/// The demo's workers stop with it (a configured `local` fleet is left running and re-adopted next time).
+async fn stop_demo_workers(config: &Config, handles: &app::Handles) {
+    let Some(cloud) = &config.cloud else { return };
+    let tend::cloud::config::ProviderKind::Local(local) = cloud.kind() else {
+        return;
+    };
+    match tend::cloud::local::stop_all(local, &handles.store, &cloud.prefix).await {
+        Ok(0) => {}
+        Ok(n) => println!("Stopped the demo's {n} worker(s)."),
+        Err(error) => {
+            eprintln!("error: cannot stop the demo's workers: {error} (see `tend fleet`)")
+        }
+    }
 }
 
 /// Runs `parts` until a signal, then stops the alerter (giving pending alerts two seconds).
@@ -62,7 +81,7 @@ fn print_demo_banner(config: &Config) {
     if config.cloud.is_some() && config.scale.is_some() {
         println!(
             "{b}Watch it scale{r}: `echo 2.5 > tend-data/demo/demand` asks the workers for 2.5 servers' worth of CPU \
-             (0.3 when absent); `tend fleet` shows them. Workers outlive tend and are re-adopted by the next run."
+             (0.3 when absent); `tend fleet` shows them. The demo's workers stop with it on Ctrl-C."
         );
     }
     println!(

@@ -5,6 +5,9 @@
 //! in the store with its pid and its start time from `/proc/PID/stat`, so a restarted tend re-adopts the ones
 //! still alive, and a recycled pid is never mistaken for one of them. Load is the CPU used by the process group,
 //! read from `/proc` (100 % = one core busy); terminate is SIGTERM to the group, then SIGKILL after `grace`.
+//!
+//! A configured `local` fleet outlives tend and is re-adopted by the next run. The embedded demo's fleet is
+//! stopped with tend instead ([`stop_all`]): a demo must not leave workers burning the CPU after Ctrl-C.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -396,6 +399,22 @@ impl Provider for LocalProvider {
             Ok(join_all(measures).await)
         })
     }
+}
+
+/// Stops every recorded process named with `prefix` (SIGTERM, then SIGKILL after `grace`) and forgets it;
+/// how many were stopped. For the embedded demo's shutdown: a configured fleet is left running on purpose.
+pub async fn stop_all(
+    config: &LocalConfig,
+    store: &Store,
+    prefix: &str,
+) -> Result<usize, CloudError> {
+    let provider = LocalProvider::new(config.clone(), store.clone()).await?;
+    let instances = provider.list(prefix).await?;
+    for instance in &instances {
+        provider.terminate(&instance.id).await?;
+        crate::info!(instance = %instance.id, name = %instance.name, "Stopped a demo worker");
+    }
+    Ok(instances.len())
 }
 
 /// Awaits every future concurrently, keeping their order.

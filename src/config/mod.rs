@@ -48,6 +48,9 @@ pub struct Config {
     pub scale: Option<crate::scale::ScaleConfig>,
     /// `[cluster]`: run as one of several replicas sharing an etcd cluster (none: alone, state in SQLite).
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// `[[maintenance]]`: windows of planned work during which the listed monitor targets raise no alert.
+    #[serde(default)]
+    pub maintenance: Vec<crate::monitor::maintenance::MaintenanceConfig>,
 }
 
 impl Config {
@@ -139,6 +142,11 @@ impl Config {
         if let Some(m) = &self.monitor {
             out.extend(m.validate());
         }
+        let targets = crate::monitor::config::target_names(self.monitor.as_ref());
+        out.extend(crate::monitor::maintenance::validate(
+            &self.maintenance,
+            &targets,
+        ));
         if let Some(d) = &self.deploy {
             out.extend(d.validate());
         }

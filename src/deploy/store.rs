@@ -229,3 +229,22 @@ pub async fn recent(store: &Store, limit: u32) -> Result<Vec<DeployRow>, StoreEr
         })
         .await
 }
+
+/// A deploy on the timeline: id, start and end (ms; `None` while running), state, commit.
+pub type Span = (i64, i64, Option<i64>, String, Option<String>);
+
+/// The deploys that ran at some point after `from_ms`, oldest first.
+pub async fn since(store: &Store, from_ms: i64) -> Result<Vec<Span>, StoreError> {
+    store
+        .call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, started_at, finished_at, state, commit_sha FROM deploys
+                 WHERE COALESCE(finished_at, started_at) >= ?1 OR state = 'running' ORDER BY id",
+            )?;
+            let rows = stmt.query_map([from_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect()
+        })
+        .await
+}

@@ -1,5 +1,5 @@
-//! The deploy's web parts: `POST /hooks/deploy` (the signed CI trigger), `GET /api/deploys/{id}` and the
-//! status page block of the last ten deploys.
+//! The deploy's web parts: `POST /hooks/deploy` (the signed CI trigger), `GET /api/deploys/{id}`, the
+//! status page block of the last ten deploys, and its lane of the "last 24 hours" chart.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -20,8 +20,9 @@ use super::store;
 use super::{DeployContext, Trigger, WebhookOutcome, WebhookRequest};
 use crate::core::time::millis;
 use crate::store::Store;
-use crate::web::Section;
+use crate::web::chart::TimeAxis;
 use crate::web::page::escape;
+use crate::web::{Drawn, Lane, Section};
 
 #[derive(Clone)]
 struct HookState {
@@ -198,6 +199,62 @@ impl Section for DeploySection {
             }
             html.push_str("</section>");
             html
+        })
+    }
+}
+
+/// The deploys of the last 24 hours as bars on the status page's shared time axis.
+pub struct DeployLane(pub Store);
+
+impl Lane for DeployLane {
+    fn draw<'a>(
+        &'a self,
+        axis: &'a TimeAxis,
+    ) -> Pin<Box<dyn Future<Output = Option<Drawn>> + Send + 'a>> {
+        Box::pin(async move {
+            let spans = match store::since(&self.0, axis.from_ms).await {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot read the deploys for the timeline");
+                    return None;
+                }
+            };
+            if spans.is_empty() {
+                return None;
+            }
+            let mut svg = String::new();
+            for (id, start, end, state, commit) in &spans {
+                let (x0, x1) = (axis.x(*start), axis.x(end.unwrap_or(axis.to_ms)));
+                let color = match state.as_str() {
+                    "succeeded" => "#137333",
+                    "failed" | "abandoned" => "#c5221f",
+                    _ => "#1a73e8",
+                };
+                let commit: String = commit
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(12)
+                    .collect();
+                let _ = write!(
+                    svg,
+                    "<rect class=\"deploy\" x=\"{x0:.1}\" y=\"2\" width=\"{:.1}\" height=\"14\" rx=\"2\" \
+                     fill=\"{color}\" data-state=\"{state}\"><title>deploy #{id} {commit}: {state} ({})</title></rect>",
+                    (x1 - x0).max(3.0),
+                    crate::core::time::rfc3339(crate::core::time::from_millis(*start)),
+                    state = escape(state),
+                    commit = escape(&commit),
+                );
+            }
+            Some(Drawn {
+                name: "deploys".into(),
+                height: 18.0,
+                svg,
+                legend: format!(
+                    "Deploys: {} in the last 24 hours, green succeeded, red failed, blue running.",
+                    spans.len()
+                ),
+            })
         })
     }
 }

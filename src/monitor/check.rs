@@ -1,27 +1,34 @@
-//! The checks: HTTP(S), TCP connect and TLS handshake, each bounded as a whole by its timeout.
+//! The checks: HTTP(S), TCP connect and TLS handshake, each bounded as a whole by its timeout and timed
+//! phase by phase.
 //!
-//! A [`Probe`] is a target compiled once (URL parsed, regex built, timeout resolved); a [`Checker`] holds
-//! the one shared HTTP client (its connection pool is what makes 10,000 targets cheap) and the TLS config,
-//! and turns a probe into an [`Outcome`]: up/down, a human reason, response time, status, certificate days.
+//! A check is a new visitor: it resolves, connects and (for TLS) handshakes afresh ([`super::fresh`]), so a
+//! site that stops accepting connections is down at its next check whatever older connections still answer,
+//! and the certificate checked is the one presented in that check. `reuse_connections = true` opts an HTTP
+//! target back into the shared connection pool ([`super::pooled`]). The time of a check is split into
+//! consecutive [`Phase`]s (DNS, connect, TLS, time to first byte, transfer) that add up to its total, and a
+//! check that fails says in which phase ("connect: connection refused").
 
-use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
-use reqwest::{Method, StatusCode, Url};
-use serde::Serialize;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Url};
+use serde::{Serialize, Serializer};
 
-use crate::core::Invalid;
-use crate::monitor::config::{MonitorConfig, TargetConfig};
-use crate::monitor::tls;
+use super::probe::{HttpProbe, Kind};
+use crate::core::duration::short;
+use crate::monitor::config::MonitorConfig;
+use crate::monitor::{fresh, pooled, tls};
+
+pub use super::probe::Probe;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     /// The target answered as expected.
     pub up: bool,
-    /// Why, for a person: "HTTP 200", "HTTP 503", "timeout after 10s", "body lacks 'Welcome'".
+    /// Why, for a person: "HTTP 200", "HTTP 503", "connect: connection refused", "body lacks 'Welcome'".
     pub reason: String,
     /// From the start of the check to its verdict (the timeout when it timed out).
     pub response_time: Duration,
@@ -31,16 +38,140 @@ pub struct Outcome {
     pub cert_expiry_days: Option<i64>,
     /// When the check started.
     pub checked_at: SystemTime,
+    /// Where the time went: consecutive phases that add up to `response_time`.
+    pub phases: Phases,
+    /// The phase a check failed in; `None` when it is up or got an answer it did not like (a status, a body).
+    pub failed_phase: Option<Phase>,
 }
 
-/// Why a check says down, for a person: "HTTP 503", "connection refused", "body lacks 'Welcome'".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Down(pub String);
+/// A phase of a check, in the order they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Resolving the host name.
+    Dns,
+    /// The TCP connect.
+    Connect,
+    /// The TLS handshake.
+    Tls,
+    /// From sending the request to the response headers (time to first byte).
+    Ttfb,
+    /// Reading the body (and checking it).
+    Transfer,
+}
 
-impl From<&str> for Down {
-    fn from(reason: &str) -> Down {
-        Down(reason.to_string())
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 5] = [
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Ttfb,
+        Phase::Transfer,
+    ];
+
+    /// "dns", "connect", "tls", "ttfb", "transfer": the metric label and the reason's prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Ttfb => "ttfb",
+            Phase::Transfer => "transfer",
+        }
+    }
+
+    /// What the check was doing in this phase, for a timeout's reason.
+    fn doing(self) -> &'static str {
+        match self {
+            Phase::Dns => "resolving the host",
+            Phase::Connect => "connecting",
+            Phase::Tls => "during the TLS handshake",
+            Phase::Ttfb => "waiting for the response headers",
+            Phase::Transfer => "reading the body",
+        }
+    }
+
+    /// The phase named `name` ("ttfb"), as stored in the history.
+    pub fn parse(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long each phase of a check took. They are consecutive, so they add up to the check's total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases([Duration; 5]);
+
+impl Phases {
+    /// The time spent in `phase`.
+    pub fn get(&self, phase: Phase) -> Duration {
+        self.0[phase as usize]
+    }
+
+    /// Adds `d` to `phase`.
+    pub fn add(&mut self, phase: Phase, d: Duration) {
+        self.0[phase as usize] += d;
+    }
+
+    /// The sum of every phase.
+    pub fn total(&self) -> Duration {
+        self.0.iter().sum()
+    }
+}
+
+impl Serialize for Phases {
+    /// Milliseconds with microsecond precision, per phase and the total: `{"dns": 0.012, ..., "total": 1.5}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let ms = |d: Duration| (d.as_micros() as f64) / 1000.0;
+        let mut map = s.serialize_map(Some(6))?;
+        for p in Phase::ALL {
+            map.serialize_entry(p.as_str(), &ms(self.get(p)))?;
+        }
+        map.serialize_entry("total", &ms(self.total()))?;
+        map.end()
+    }
+}
+
+/// Why a check says down, for a person, and the phase it failed in if it failed before an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Down {
+    /// The phase ("connect"), or `None` for an answer the target does not accept ("HTTP 503").
+    pub phase: Option<Phase>,
+    /// What happened: "connection refused", "HTTP 503", "body lacks 'Welcome'".
+    pub reason: String,
+}
+
+impl Down {
+    /// An answer the target does not accept.
+    pub fn new(reason: String) -> Down {
+        Down {
+            phase: None,
+            reason,
+        }
+    }
+
+    /// A failure in `phase`.
+    pub fn at(phase: Phase, reason: String) -> Down {
+        Down {
+            phase: Some(phase),
+            reason,
+        }
+    }
+}
+
+impl fmt::Display for Down {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.phase {
+            Some(p) => write!(f, "{p}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
     }
 }
 
@@ -64,131 +195,69 @@ pub enum CheckerError {
     Http(#[source] reqwest::Error),
 }
 
-/// What a target checks, compiled from its config.
-#[derive(Debug, Clone)]
-pub struct Probe {
-    /// The target's name.
-    pub name: String,
-    /// The whole-check bound.
-    pub timeout: Duration,
-    /// How often to check.
-    pub interval: Duration,
-    /// Down below this many days of certificate validity.
-    pub cert_min_days: Option<u32>,
-    kind: Kind,
+/// Measures consecutive phases: entering one closes the previous, so the phases partition the check.
+#[derive(Debug)]
+pub(super) struct Stopwatch {
+    mark: Instant,
+    current: Phase,
+    phases: Phases,
 }
 
-#[derive(Debug, Clone)]
-enum Kind {
-    Http(Box<HttpProbe>),
-    Tcp { host: String, port: u16 },
-    Tls { host: String, port: u16 },
-}
-
-#[derive(Debug, Clone)]
-struct HttpProbe {
-    url: Url,
-    method: Method,
-    headers: HeaderMap,
-    expect_status: Vec<u16>,
-    max_response_time: Option<Duration>,
-    body_contains: Option<String>,
-    body_matches: Option<regex::Regex>,
-    json: Option<(String, serde_json::Value)>,
-    max_redirects: u32,
-    max_body_bytes: u64,
-}
-
-impl Probe {
-    /// Compiles a target; fails on what [`MonitorConfig::validate`] reports (run that first for all errors).
-    pub fn new(t: &TargetConfig, monitor: &MonitorConfig) -> Result<Probe, Invalid> {
-        let bad = |field: &str, message: String| {
-            Invalid::new(format!("monitor.target {:?}.{field}", t.name), message)
-        };
-        let kind = if let Some(url) = &t.url {
-            let url = Url::parse(url).map_err(|e| bad("url", format!("{url:?}: {e}")))?;
-            let method = Method::from_bytes(t.method.as_bytes())
-                .map_err(|e| bad("method", e.to_string()))?;
-            let mut headers = HeaderMap::new();
-            for (k, v) in &t.headers {
-                let name = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|e| bad("headers", format!("{k:?}: {e}")))?;
-                let mut value = HeaderValue::from_str(v.expose())
-                    .map_err(|e| bad("headers", format!("{k:?}: {e}")))?;
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-            let body_matches = match &t.body_matches {
-                Some(p) => {
-                    Some(regex::Regex::new(p).map_err(|e| bad("body_matches", e.to_string()))?)
-                }
-                None => None,
-            };
-            Kind::Http(Box::new(HttpProbe {
-                url,
-                method,
-                headers,
-                expect_status: t.expect_status.clone(),
-                max_response_time: t.max_response_time,
-                body_contains: t.body_contains.clone(),
-                body_matches,
-                json: t.json_pointer.clone().zip(t.json_equals.clone()),
-                max_redirects: t.max_redirects,
-                max_body_bytes: t.max_body_bytes,
-            }))
-        } else if let Some(addr) = t.tcp.as_deref().or(t.tls.as_deref()) {
-            let (host, port) = split_host_port(addr)
-                .ok_or_else(|| bad("tcp", format!("{addr:?} is not host:port")))?;
-            if t.tcp.is_some() {
-                Kind::Tcp { host, port }
-            } else {
-                Kind::Tls { host, port }
-            }
-        } else {
-            return Err(bad("url", "set one of url, tcp, tls".into()));
-        };
-        Ok(Probe {
-            name: t.name.clone(),
-            timeout: t.timeout(monitor.timeout),
-            interval: t.interval(monitor.interval),
-            cert_min_days: t.cert_min_days,
-            kind,
-        })
+impl Stopwatch {
+    fn new(start: Instant) -> Stopwatch {
+        Stopwatch {
+            mark: start,
+            current: Phase::Dns,
+            phases: Phases::default(),
+        }
     }
 
-    /// Compiles every target of the section, in order.
-    pub fn all(monitor: &MonitorConfig) -> Result<Vec<Probe>, Invalid> {
-        monitor
-            .target
-            .iter()
-            .map(|t| Probe::new(t, monitor))
-            .collect()
+    /// Ends the current phase now and starts `phase` (entering the same phase again adds to it).
+    pub(super) fn enter(&mut self, phase: Phase) {
+        let now = Instant::now();
+        self.phases
+            .add(self.current, now.saturating_duration_since(self.mark));
+        self.mark = now;
+        self.current = phase;
     }
-}
 
-fn split_host_port(addr: &str) -> Option<(String, u16)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port.parse().ok()?))
+    /// The phase running now.
+    pub(super) fn current(&self) -> Phase {
+        self.current
+    }
+
+    /// A failure in the phase running now.
+    pub(super) fn fail(&self, reason: String) -> Down {
+        Down::at(self.current, reason)
+    }
+
+    fn finish(&mut self, end: Instant) -> Phases {
+        self.phases
+            .add(self.current, end.saturating_duration_since(self.mark));
+        self.mark = end;
+        self.phases
+    }
 }
 
 /// What is known so far during a check, kept when the timeout cuts it short.
-#[derive(Default)]
-struct Partial {
-    status: Option<u16>,
-    cert_days: Option<i64>,
-    phase: &'static str,
+pub(super) struct Partial {
+    pub(super) status: Option<u16>,
+    pub(super) cert_days: Option<i64>,
+    pub(super) watch: Stopwatch,
 }
 
 /// Runs checks; one per process, shared by every target (cheap to clone).
 #[derive(Clone)]
 pub struct Checker {
-    client: reqwest::Client,
-    tls: Arc<rustls::ClientConfig>,
+    pub(super) pooled: reqwest::Client,
+    /// Bare `tls` checks: no ALPN, no session resumption (each handshake shows the certificate).
+    pub(super) tls: Arc<rustls::ClientConfig>,
+    /// Fresh HTTPS connections: ALPN `http/1.1`, no session resumption.
+    pub(super) https: Arc<rustls::ClientConfig>,
 }
 
 impl Checker {
-    /// Builds the shared client, trusting the system roots and the section's `ca_file` if set.
+    /// Builds the checker, trusting the system roots and the section's `ca_file` if set.
     pub fn new(config: &MonitorConfig) -> Result<Checker, CheckerError> {
         let pem = match &config.ca_file {
             Some(path) => Some((
@@ -203,29 +272,17 @@ impl Checker {
         Checker::with_extra_roots(pem.as_ref().map(|(b, p)| (b.as_slice(), p.as_str())))
     }
 
-    /// Builds the shared client with extra trusted roots given as (PEM bytes, name for errors).
+    /// Builds the checker with extra trusted roots given as (PEM bytes, name for errors).
     pub fn with_extra_roots(pem: Option<(&[u8], &str)>) -> Result<Checker, CheckerError> {
         let roots = match pem {
             Some((pem, what)) => tls::parse_pem_bundle(pem, what)?,
             None => Vec::new(),
         };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_info(true)
-            .user_agent(concat!("tend-monitor/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(120))
-            .tcp_nodelay(true);
-        if !roots.is_empty() {
-            let certs = roots
-                .iter()
-                .map(|der| reqwest::Certificate::from_der(der))
-                .collect::<Result<Vec<_>, _>>();
-            builder = builder.tls_certs_merge(certs.map_err(CheckerError::Http)?);
-        }
-        let client = builder.build().map_err(CheckerError::Http)?;
+        let configs = tls::client_configs(roots)?;
         Ok(Checker {
-            client,
-            tls: tls::client_config(roots)?,
+            pooled: pooled::client(configs.pooled)?,
+            tls: configs.tls,
+            https: configs.https,
         })
     }
 
@@ -234,23 +291,23 @@ impl Checker {
         let checked_at = SystemTime::now();
         let started = Instant::now();
         let mut partial = Partial {
-            phase: "connecting",
-            ..Partial::default()
+            status: None,
+            cert_days: None,
+            watch: Stopwatch::new(started),
         };
         let verdict =
             tokio::time::timeout(probe.timeout, self.run(probe, &mut partial, checked_at)).await;
-        let response_time = started.elapsed();
-        let (up, reason) = match verdict {
-            Ok(Ok(reason)) => (true, reason),
-            Ok(Err(Down(reason))) => (false, reason),
-            Err(_) => (
-                false,
-                format!(
-                    "timeout after {} {}",
-                    crate::core::duration::short(probe.timeout),
-                    partial.phase
-                ),
-            ),
+        let ended = Instant::now();
+        let phases = partial.watch.finish(ended);
+        let response_time = ended.saturating_duration_since(started);
+        let (up, reason, failed_phase) = match verdict {
+            Ok(Ok(reason)) => (true, reason, None),
+            Ok(Err(down)) => (false, down.to_string(), down.phase),
+            Err(_) => {
+                let phase = partial.watch.current();
+                let reason = format!("timeout after {} {}", short(probe.timeout), phase.doing());
+                (false, Down::at(phase, reason).to_string(), Some(phase))
+            }
         };
         let mut outcome = Outcome {
             up,
@@ -259,6 +316,8 @@ impl Checker {
             status: partial.status,
             cert_expiry_days: partial.cert_days,
             checked_at,
+            phases,
+            failed_phase,
         };
         if let Kind::Http(http) = &probe.kind
             && outcome.up
@@ -266,11 +325,7 @@ impl Checker {
             && response_time > max
         {
             outcome.up = false;
-            outcome.reason = format!(
-                "slow: {} (max {})",
-                crate::core::duration::short(response_time),
-                crate::core::duration::short(max)
-            );
+            outcome.reason = format!("slow: {} (max {})", short(response_time), short(max));
         }
         if outcome.up
             && let (Some(min), Some(days)) = (probe.cert_min_days, outcome.cert_expiry_days)
@@ -289,197 +344,143 @@ impl Checker {
         now: SystemTime,
     ) -> Result<String, Down> {
         match &probe.kind {
-            Kind::Http(http) => self.http(http, partial, now).await,
+            Kind::Http(http) if probe.reuse => follow(&pooled::Pooled(self), http, partial).await,
+            Kind::Http(http) => {
+                let fresh = fresh::Fresh {
+                    checker: self,
+                    source: probe.source,
+                    now,
+                };
+                follow(&fresh, http, partial).await
+            }
             Kind::Tcp { host, port } => {
-                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await;
-                stream
-                    .map(|_| format!("connected to {host}:{port}"))
-                    .map_err(|e| Down(tls::describe_io(&e)))
+                fresh::dial(host, *port, probe.source, &mut partial.watch).await?;
+                Ok(format!("connected to {host}:{port}"))
             }
             Kind::Tls { host, port } => {
-                partial.phase = "during the TLS handshake";
-                let days = tls::handshake(self.tls.clone(), host, *port, now)
-                    .await
-                    .map_err(|e| Down(e.to_string()))?;
-                partial.cert_days = days;
-                Ok(match days {
+                let tcp = fresh::dial(host, *port, probe.source, &mut partial.watch).await?;
+                fresh::handshake(self.tls.clone(), host, tcp, partial, now).await?;
+                Ok(match partial.cert_days {
                     Some(d) => format!("certificate valid for {d} days"),
                     None => "TLS handshake ok".into(),
                 })
             }
         }
     }
+}
 
-    async fn http(
+/// The answer to one request: its status, its `Location` and the rest of it (the body, unread).
+pub(super) struct Head<R> {
+    pub(super) status: u16,
+    pub(super) location: Option<String>,
+    pub(super) rest: R,
+}
+
+/// How an HTTP check sends its requests: a fresh connection each, or the shared pool.
+pub(super) trait Transport {
+    /// The unread rest of a response.
+    type Rest;
+
+    /// Sends one request and waits for the response headers (the stopwatch is at DNS on entry).
+    async fn send(
         &self,
-        p: &HttpProbe,
+        method: &Method,
+        url: &Url,
+        headers: Option<&HeaderMap>,
         partial: &mut Partial,
-        now: SystemTime,
-    ) -> Result<String, Down> {
-        let mut url = p.url.clone();
-        let mut method = p.method.clone();
-        let mut seen = HashSet::from([url.clone()]);
-        let mut hops = 0;
-        let response = loop {
-            let mut request = self.client.request(method.clone(), url.clone());
-            if url.origin() == p.url.origin() {
-                request = request.headers(p.headers.clone()); // never leak configured headers to another origin
-            }
-            partial.phase = "waiting for the response headers";
-            let response = request
-                .send()
-                .await
-                .map_err(|e| Down(describe_reqwest(&e)))?;
-            if partial.cert_days.is_none() {
-                partial.cert_days = response
-                    .extensions()
-                    .get::<reqwest::tls::TlsInfo>()
-                    .and_then(|info| info.peer_certificate())
-                    .and_then(|der| tls::days_until_expiry(der, now));
-            }
-            let status = response.status();
-            partial.status = Some(status.as_u16());
-            if !is_followed_redirect(status, &p.expect_status) {
-                break response;
-            }
-            let Some(next) = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| url.join(l).ok())
-            else {
-                return Err(Down(format!(
-                    "HTTP {} without a valid Location",
-                    status.as_u16()
-                )));
-            };
-            if !seen.insert(next.clone()) {
-                return Err(Down(format!("redirect loop at {next}")));
-            }
-            hops += 1;
-            if hops > p.max_redirects {
-                return Err(Down(format!(
-                    "too many redirects (more than {}) at {next}",
-                    p.max_redirects
-                )));
-            }
-            if status == StatusCode::SEE_OTHER || (status.as_u16() <= 302 && method == Method::POST)
-            {
-                method = Method::GET;
-            }
-            url = next;
+    ) -> Result<Head<Self::Rest>, Down>;
+
+    /// Reads the body: at most `cap` bytes are kept; true when more came (the rest is not read).
+    async fn body(
+        &self,
+        rest: Self::Rest,
+        cap: usize,
+        partial: &mut Partial,
+    ) -> Result<(Vec<u8>, bool), Down>;
+}
+
+/// An HTTP check over `transport`: follows redirects (each hop a new request), checks status and body.
+async fn follow<T: Transport>(
+    transport: &T,
+    p: &HttpProbe,
+    partial: &mut Partial,
+) -> Result<String, Down> {
+    let mut url = p.url.clone();
+    let mut method = p.method.clone();
+    let mut seen = std::collections::HashSet::from([url.clone()]);
+    let mut hops = 0;
+    let head = loop {
+        if hops > 0 {
+            partial.watch.enter(Phase::Dns);
+        }
+        // Never leak configured headers (credentials) to another origin.
+        let headers = (url.origin() == p.url.origin()).then_some(&p.headers);
+        let head = transport.send(&method, &url, headers, partial).await?;
+        partial.status = Some(head.status);
+        if !p.follows(head.status) {
+            break head;
+        }
+        let Some(next) = head.location.as_deref().and_then(|l| url.join(l).ok()) else {
+            return Err(Down::new(format!(
+                "HTTP {} without a valid Location",
+                head.status
+            )));
         };
-        let status = response.status();
-        let ok_status = if p.expect_status.is_empty() {
-            status.is_success()
-        } else {
-            p.expect_status.contains(&status.as_u16())
-        };
-        if !ok_status {
-            return Err(Down(format!("HTTP {}", status.as_u16())));
+        if !seen.insert(next.clone()) {
+            return Err(Down::new(format!("redirect loop at {next}")));
         }
-        partial.phase = "reading the body";
-        let (body, truncated) = read_capped(response, p.max_body_bytes).await?;
-        check_body(p, &body, truncated)?;
-        Ok(format!("HTTP {}", status.as_u16()))
-    }
-}
-
-fn is_followed_redirect(status: StatusCode, expect: &[u16]) -> bool {
-    status.is_redirection()
-        && status != StatusCode::NOT_MODIFIED
-        && !expect.contains(&status.as_u16())
-}
-
-/// Reads at most `cap` bytes of the body; true when more was there (the rest is never read).
-async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<(Vec<u8>, bool), Down> {
-    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Down(describe_reqwest(&e)))?
-    {
-        let room = cap - body.len();
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, true));
+        hops += 1;
+        if hops > p.max_redirects {
+            return Err(Down::new(format!(
+                "too many redirects (more than {}) at {next}",
+                p.max_redirects
+            )));
         }
-        body.extend_from_slice(&chunk);
-        if body.len() == cap {
-            // Exactly full: one more read tells whether anything was left out.
-            let more = response
-                .chunk()
-                .await
-                .map_err(|e| Down(describe_reqwest(&e)))?;
-            return Ok((body, more.is_some_and(|c| !c.is_empty())));
+        if head.status == 303 || (head.status <= 302 && method == Method::POST) {
+            method = Method::GET;
         }
-    }
-    Ok((body, false))
-}
-
-/// The body conditions, on the (possibly truncated) body.
-fn check_body(p: &HttpProbe, body: &[u8], truncated: bool) -> Result<(), Down> {
-    let text = String::from_utf8_lossy(body);
-    let note = if truncated {
-        format!(" (first {} read)", fmt_bytes(body.len()))
-    } else {
-        String::new()
+        url = next;
     };
-    if let Some(needle) = &p.body_contains
-        && !text.contains(needle.as_str())
-    {
-        return Err(Down(format!("body lacks '{needle}'{note}")));
+    if !p.status_ok(head.status) {
+        return Err(Down::new(format!("HTTP {}", head.status)));
     }
-    if let Some(re) = &p.body_matches
-        && !re.is_match(&text)
-    {
-        return Err(Down(format!("body does not match /{}/{note}", re.as_str())));
-    }
-    if let Some((pointer, expected)) = &p.json {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| Down(format!("body is not JSON{note}: {e}")))?;
-        match value.pointer(pointer) {
-            Some(found) if found == expected => {}
-            Some(found) => {
-                return Err(Down(format!(
-                    "JSON {pointer} is {found}, expected {expected}"
-                )));
-            }
-            None => return Err(Down(format!("JSON has no {pointer}"))),
-        }
-    }
-    Ok(())
+    partial.watch.enter(Phase::Transfer);
+    let cap = usize::try_from(p.max_body_bytes).unwrap_or(usize::MAX);
+    let (body, truncated) = transport.body(head.rest, cap, partial).await?;
+    p.check_body(&body, truncated)?;
+    Ok(format!("HTTP {}", head.status))
 }
 
-/// A short reason for a reqwest error: the innermost cause a person can act on.
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut innermost = e.to_string();
-    while let Some(err) = source {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return tls::describe_rustls(tls);
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return tls::describe_io(io);
-        }
-        innermost = err.to_string();
-        source = err.source();
-    }
-    if e.is_connect() {
-        format!("connect failed: {innermost}")
-    } else {
-        innermost
-    }
+/// A body read up to a cap: keeps the first `cap` bytes and notes whether more came.
+pub(super) struct Capped {
+    body: Vec<u8>,
+    cap: usize,
+    more: bool,
 }
 
-fn fmt_bytes(n: usize) -> String {
-    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
-        format!("{} MiB", n / (1024 * 1024))
-    } else if n >= 1024 && n % 1024 == 0 {
-        format!("{} KiB", n / 1024)
-    } else {
-        format!("{n} bytes")
+impl Capped {
+    pub(super) fn new(cap: usize) -> Capped {
+        Capped {
+            body: Vec::new(),
+            cap,
+            more: false,
+        }
+    }
+
+    /// Adds a chunk; false once more than `cap` bytes came (stop reading).
+    pub(super) fn push(&mut self, chunk: &[u8]) -> bool {
+        let room = self.cap - self.body.len();
+        if chunk.len() > room {
+            self.body.extend_from_slice(&chunk[..room]);
+            self.more = true;
+            return false;
+        }
+        self.body.extend_from_slice(chunk);
+        true
+    }
+
+    pub(super) fn finish(self) -> (Vec<u8>, bool) {
+        (self.body, self.more)
     }
 }
 
@@ -487,75 +488,44 @@ fn fmt_bytes(n: usize) -> String {
 mod tests {
     use super::*;
 
-    fn probe(edit: impl FnOnce(&mut TargetConfig)) -> HttpProbe {
-        let mut t = TargetConfig::new("t");
-        t.url = Some("http://127.0.0.1/".into());
-        edit(&mut t);
-        match Probe::new(&t, &MonitorConfig::default())
-            .expect("compiles")
-            .kind
-        {
-            Kind::Http(h) => *h,
-            _ => unreachable!("a url target is http"),
-        }
+    #[test]
+    fn a_capped_body_keeps_the_first_bytes_and_notes_the_rest() {
+        let mut c = Capped::new(4);
+        assert!(c.push(b"ab"));
+        assert!(c.push(b"cd"), "exactly full is not yet truncated");
+        assert_eq!(c.finish(), (b"abcd".to_vec(), false));
+        let mut c = Capped::new(4);
+        assert!(c.push(b"abcd"));
+        assert!(!c.push(b"e"));
+        assert_eq!(c.finish(), (b"abcd".to_vec(), true));
     }
 
     #[test]
-    fn body_rules_give_human_reasons() {
-        let p = probe(|t| t.body_contains = Some("Welcome".into()));
-        assert_eq!(
-            check_body(&p, b"Hello", false),
-            Err("body lacks 'Welcome'".into())
-        );
-        assert_eq!(
-            check_body(&p, b"Hello", true),
-            Err("body lacks 'Welcome' (first 5 bytes read)".into())
-        );
-        assert_eq!(check_body(&p, b"oh Welcome", false), Ok(()));
-        let p = probe(|t| t.body_matches = Some("^v[0-9]+$".into()));
-        assert_eq!(check_body(&p, b"v12", false), Ok(()));
-        assert_eq!(
-            check_body(&p, b"vx", false),
-            Err("body does not match /^v[0-9]+$/".into())
-        );
-        let p = probe(|t| {
-            t.json_pointer = Some("/status".into());
-            t.json_equals = Some(serde_json::json!("ok"));
-        });
-        assert_eq!(check_body(&p, br#"{"status":"ok"}"#, false), Ok(()));
-        assert_eq!(
-            check_body(&p, br#"{"status":"bad"}"#, false),
-            Err(r#"JSON /status is "bad", expected "ok""#.into())
-        );
-        assert_eq!(
-            check_body(&p, br#"{}"#, false),
-            Err("JSON has no /status".into())
-        );
-        assert!(
-            check_body(&p, b"<html>", false).is_err_and(|e| e.0.starts_with("body is not JSON"))
-        );
+    fn phases_partition_the_check_and_serialise_in_milliseconds() {
+        let start = Instant::now();
+        let mut w = Stopwatch::new(start);
+        w.enter(Phase::Connect);
+        w.enter(Phase::Ttfb);
+        w.enter(Phase::Dns);
+        let end = Instant::now() + Duration::from_millis(3);
+        let phases = w.finish(end);
+        assert_eq!(phases.total(), end - start);
+        assert!(phases.get(Phase::Dns) >= Duration::from_millis(3));
+        let mut p = Phases::default();
+        p.add(Phase::Tls, Duration::from_micros(1500));
+        let json = serde_json::to_value(p).expect("json");
+        assert_eq!(json["tls"], 1.5);
+        assert_eq!(json["total"], 1.5);
+        assert_eq!(json["dns"], 0.0);
+        assert_eq!(Phase::parse("ttfb"), Some(Phase::Ttfb));
     }
 
     #[test]
-    fn redirects_followed_unless_expected() {
-        assert!(is_followed_redirect(StatusCode::FOUND, &[]));
-        assert!(!is_followed_redirect(StatusCode::FOUND, &[302]));
-        assert!(!is_followed_redirect(StatusCode::NOT_MODIFIED, &[]));
-        assert!(!is_followed_redirect(StatusCode::OK, &[]));
-    }
-
-    #[test]
-    fn durations_and_sizes_read_well() {
-        assert_eq!(crate::core::duration::short(Duration::from_secs(10)), "10s");
+    fn a_failure_names_its_phase() {
         assert_eq!(
-            crate::core::duration::short(Duration::from_millis(2345)),
-            "2.3s"
+            Down::at(Phase::Connect, "connection refused".into()).to_string(),
+            "connect: connection refused"
         );
-        assert_eq!(
-            crate::core::duration::short(Duration::from_millis(250)),
-            "250ms"
-        );
-        assert_eq!(fmt_bytes(1024 * 1024), "1 MiB");
-        assert_eq!(split_host_port("[::1]:443"), Some(("::1".into(), 443)));
+        assert_eq!(Down::new("HTTP 503".into()).to_string(), "HTTP 503");
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,6 +60,16 @@ pub struct MonitorConfig {
     /// Extra trusted CA certificates (PEM file), on top of the system roots: for an internal CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// HTTP checks reuse pooled keep-alive connections instead of opening a fresh one each (false). Cheaper,
+    /// but it hides what a new visitor meets: a server that stops accepting connections stays "up" while an
+    /// old connection still answers, and the certificate checked is the one of whenever that connection was
+    /// made. A target may override it.
+    #[serde(default)]
+    pub reuse_connections: bool,
+    /// The local IP address checks connect from (like blackbox_exporter's `source_ip_address`); it must be
+    /// of the target's family (IPv4 or IPv6). Unset = the system picks. A target may override it.
+    #[serde(default)]
+    pub source_address: Option<IpAddr>,
     /// Storm control: one grouped alert instead of one per target when many fail at once.
     #[serde(default)]
     pub storm: StormConfig,
@@ -111,6 +122,8 @@ impl Default for MonitorConfig {
             reminder: None,
             concurrency: DEFAULT_CONCURRENCY,
             ca_file: None,
+            reuse_connections: false,
+            source_address: None,
             storm: StormConfig::default(),
             history: HistoryConfig::default(),
             target: Vec::new(),
@@ -209,12 +222,29 @@ impl MonitorConfig {
                     format!("duplicate target name {:?}", target.name),
                 );
             }
+            let connection = (
+                target.source_address.or(self.source_address),
+                target.reuse_connections.unwrap_or(self.reuse_connections),
+            );
+            for (field, message) in target.connection_problems(connection.0, connection.1) {
+                err(format!("{at}.{field}"), message);
+            }
             for (field, message) in target.problems(self.interval, self.timeout) {
                 err(format!("{at}.{field}"), message);
             }
         }
         errors
     }
+}
+
+/// The names of the targets of a `[monitor]` section, if there is one (what `[[maintenance]]` and
+/// `tend silence` may name).
+pub fn target_names(section: Option<&MonitorConfig>) -> Vec<&str> {
+    section
+        .iter()
+        .flat_map(|m| &m.target)
+        .map(|t| t.name.as_str())
+        .collect()
 }
 
 fn fmt_dur(d: Duration) -> String {
@@ -394,5 +424,44 @@ interval = "30s"
                 "missing {f} in {got:#?}"
             );
         }
+    }
+
+    #[test]
+    fn source_address_must_match_the_targets_family() {
+        let c = parse(
+            r#"[monitor]
+source_address = "::1"
+[[monitor.target]]
+name = "v4"
+url = "http://127.0.0.1/"
+[[monitor.target]]
+name = "v6"
+tcp = "[::1]:22"
+[[monitor.target]]
+name = "named"
+url = "http://localhost/"
+[[monitor.target]]
+name = "pooled"
+url = "http://[::1]/"
+reuse_connections = true
+[[monitor.target]]
+name = "tls"
+tls = "[::1]:443"
+reuse_connections = false
+"#,
+        );
+        let got = fields(&c);
+        let expect = [
+            "monitor.target[0] (\"v4\").source_address: ::1 is IPv6 but the target 127.0.0.1 is IPv4",
+            "monitor.target[3] (\"pooled\").source_address: applies to fresh connections only",
+            "monitor.target[4] (\"tls\").reuse_connections: only url targets pool connections",
+        ];
+        for e in expect {
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), 3, "{got:#?}");
     }
 }

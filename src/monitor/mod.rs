@@ -8,9 +8,16 @@
 pub mod alerts;
 pub mod check;
 pub mod config;
+mod fresh;
+pub mod hold;
 pub mod lag;
+pub mod maintenance;
+mod pooled;
+pub mod probe;
+pub mod quiet;
 pub mod report;
 pub mod scheduler;
+pub mod series;
 pub mod service;
 pub mod share;
 pub mod store;
@@ -21,7 +28,7 @@ pub mod tracker;
 pub mod view;
 pub mod web;
 
-pub use check::{Checker, Outcome, Probe};
+pub use check::{Checker, Outcome, Phase, Phases, Probe};
 pub use config::{MonitorConfig, TargetConfig};
 pub use scheduler::{Message, Report, Scheduler};
 pub use tracker::{Event, State, Thresholds, TrackerState};

@@ -342,6 +342,8 @@ pub async fn check_all_once(
                 status: None,
                 cert_expiry_days: None,
                 checked_at: std::time::SystemTime::now(),
+                phases: Default::default(),
+                failed_phase: None,
             })
         })
         .collect()

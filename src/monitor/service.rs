@@ -1,6 +1,6 @@
 //! The monitor as a daemon part: runs the [`Scheduler`], persists tracker states and history, turns its
-//! alerts into [`crate::alert::Alert`]s, and keeps the live view that the status page, the JSON API and
-//! `/metrics` read.
+//! alerts into [`crate::alert::Alert`]s (holding them back during maintenance and silences, see [`Quiet`]),
+//! and keeps the live view that the status page, the JSON API, the badges and `/metrics` read.
 //!
 //! Writes are batched: check reports are buffered and written in one transaction per second, so ten thousand
 //! targets cost a few transactions a second, not thousands. Raw results older than `history.raw_retention`
@@ -13,17 +13,19 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::check::{Checker, CheckerError};
+use super::check::{Checker, CheckerError, Phase};
 use super::config::MonitorConfig;
+use super::maintenance::{MaintenanceConfig, Windows};
+use super::quiet::Quiet;
 use super::scheduler::{Message, Report, Scheduler};
 use super::storm::Alert as StormAlert;
 use super::tracker::State;
-use super::view::{SPARK, SharedView, View};
+use super::view::{SPARK, SharedView, SilenceView, View, WindowView};
 use super::{alerts, store};
 use crate::alert::Alerter;
 use crate::core::Invalid;
 use crate::core::time::{millis, rfc3339};
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::{Counter, Gauge, Metrics};
 use crate::store::{Store, StoreError};
 
 /// Why the monitor could not start (a failure inside the loop is logged, never this).
@@ -50,6 +52,14 @@ pub struct MonitorService {
     metrics: Metrics,
     alerter: Alerter,
     view: SharedView,
+    maintenance: Vec<MaintenanceConfig>,
+}
+
+/// The per-target series, created once so a check updates atomics and takes no registry lock.
+struct Gauges {
+    up: Gauge,
+    response: Gauge,
+    phases: [Gauge; 5],
 }
 
 impl MonitorService {
@@ -68,7 +78,14 @@ impl MonitorService {
             metrics,
             alerter,
             view,
+            maintenance: Vec::new(),
         }
+    }
+
+    /// The `[[maintenance]]` windows whose targets get no alert while they are open.
+    pub fn with_maintenance(mut self, windows: Vec<MaintenanceConfig>) -> MonitorService {
+        self.maintenance = windows;
+        self
     }
 
     /// The live view (for the status page and API).
@@ -91,6 +108,19 @@ impl MonitorService {
                 }
             }
         }
+        let now = millis(SystemTime::now());
+        let series =
+            store::series(&self.store, self.names.clone(), now, &self.config.history).await?;
+        {
+            let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            for (v, s) in view.targets.iter_mut().zip(series) {
+                v.series = s;
+            }
+        }
+        let windows = Windows::new(&self.maintenance)?;
+        let mut quiet = Quiet::load(self.store.clone(), self.names.clone(), windows).await?;
+        self.show_quiet(&quiet);
+        let gauges = self.gauges();
         let checker = Checker::new(&self.config)?;
         let (tx, mut rx) = mpsc::channel(8192);
         let scheduler = Scheduler::new(&self.config, checker, states, tx)?;
@@ -133,19 +163,24 @@ impl MonitorService {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(Message::Checked(report)) => {
-                        self.apply(&report, &ups, &downs);
+                        self.apply(&report, &ups, &downs, &gauges);
                         pending.push(*report);
                         if pending.len() >= 2000 {
                             self.persist(std::mem::take(&mut pending)).await;
                         }
                     }
-                    Some(Message::Alert(alert)) => self.alert(alert),
+                    Some(Message::Alert(alert)) => {
+                        if let Some(alert) = quiet.filter(alert, SystemTime::now()).await {
+                            self.alert(alert);
+                        }
+                    }
                     None => break,
                 },
                 _ = flush.tick() => {
                     if !pending.is_empty() {
                         self.persist(std::mem::take(&mut pending)).await;
                     }
+                    self.quiet_tick(&mut quiet).await;
                     let s = lag.snapshot();
                     self.view.write().unwrap_or_else(|p| p.into_inner()).lag =
                         (s.quantile(0.5).as_secs_f64(), s.quantile(0.99).as_secs_f64());
@@ -162,35 +197,55 @@ impl MonitorService {
         Ok(())
     }
 
-    fn apply(&self, r: &Report, ups: &Counter, downs: &Counter) {
+    fn gauges(&self) -> Vec<Gauges> {
+        self.names
+            .iter()
+            .map(|name| {
+                let labels = [("target", name.as_str())];
+                Gauges {
+                    up: self.metrics.gauge(
+                        "tend_monitor_up",
+                        "1 when the target is up, 0 when down, -1 unknown.",
+                        &labels,
+                    ),
+                    response: self.metrics.gauge(
+                        "tend_monitor_response_seconds",
+                        "Duration of the last check.",
+                        &labels,
+                    ),
+                    phases: Phase::ALL.map(|p| {
+                        self.metrics.gauge(
+                            "tend_monitor_phase_seconds",
+                            "Time of each phase of the last check: dns, connect, tls, ttfb (to the response \
+                             headers), transfer (the body).",
+                            &[("target", name.as_str()), ("phase", p.as_str())],
+                        )
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    fn apply(&self, r: &Report, ups: &Counter, downs: &Counter, gauges: &[Gauges]) {
         let o = &r.outcome;
         if o.up {
             ups.inc()
         } else {
             downs.inc()
         }
-        let Some(target) = self.config.target.get(r.index) else {
+        let (Some(target), Some(g)) = (self.config.target.get(r.index), gauges.get(r.index)) else {
             return;
         };
         let labels = [("target", target.name.as_str())];
-        self.metrics
-            .gauge(
-                "tend_monitor_up",
-                "1 when the target is up, 0 when down, -1 unknown.",
-                &labels,
-            )
-            .set(match r.state.state {
-                State::Up => 1.0,
-                State::Down => 0.0,
-                State::Unknown => -1.0,
-            });
-        self.metrics
-            .gauge(
-                "tend_monitor_response_seconds",
-                "Duration of the last check.",
-                &labels,
-            )
-            .set(o.response_time.as_secs_f64());
+        g.up.set(match r.state.state {
+            State::Up => 1.0,
+            State::Down => 0.0,
+            State::Unknown => -1.0,
+        });
+        g.response.set(o.response_time.as_secs_f64());
+        for p in Phase::ALL {
+            g.phases[p as usize].set(o.phases.get(p).as_secs_f64());
+        }
         if let Some(days) = o.cert_expiry_days {
             self.metrics
                 .gauge(
@@ -211,7 +266,66 @@ impl MonitorService {
                 v.recent_ms.remove(0);
             }
             v.recent_ms.push(o.response_time.as_millis() as u64);
+            v.phases = Some(o.phases);
+            v.failed_phase = o.failed_phase;
+            v.series.record(millis(o.checked_at), o.up, &o.phases);
         }
+    }
+
+    /// Sends the held alerts whose quiet time is over, and shows windows, silences and covers on the view.
+    async fn quiet_tick(&self, quiet: &mut Quiet) {
+        let now = SystemTime::now();
+        let view = self.view.clone();
+        let is_down = move |i: usize| {
+            let view = view.read().unwrap_or_else(|p| p.into_inner());
+            view.targets.get(i).is_some_and(|t| t.state == "down")
+        };
+        for alert in quiet.release_due(now, is_down).await {
+            self.alert(alert);
+        }
+        // One indexed read a second: a silence set by `tend silence` shows (and counts) at once.
+        quiet.refresh(now).await;
+        let shown = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            !view.windows.is_empty() || !view.silences.is_empty()
+        };
+        if quiet.anything() || shown {
+            self.show_quiet(quiet);
+        }
+    }
+
+    /// Writes the windows, the silences and each target's cover into the view.
+    fn show_quiet(&self, quiet: &Quiet) {
+        let now = SystemTime::now();
+        let windows: Vec<WindowView> = quiet
+            .windows()
+            .0
+            .iter()
+            .map(|w| WindowView {
+                name: w.name.clone(),
+                targets: w.targets.clone(),
+                schedule: w.schedule(),
+                status: w.status(now),
+                reason: w.reason.clone(),
+            })
+            .collect();
+        let silences: Vec<SilenceView> = quiet
+            .silences()
+            .iter()
+            .map(|s| SilenceView {
+                target: s.target.clone(),
+                until: rfc3339(s.until),
+                by: s.by.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect();
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        for t in view.targets.iter_mut() {
+            t.quiet = quiet.cover(&t.name, now);
+            t.alert_held = quiet.is_held(&t.name);
+        }
+        view.windows = windows;
+        view.silences = silences;
     }
 
     fn alert(&self, alert: StormAlert) {

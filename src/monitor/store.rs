@@ -1,15 +1,22 @@
-//! The monitor's SQL: tracker state per target, raw check results, hourly aggregates and uptime over 24 h,
-//! 7 d and 30 d. Writes come in batches (one transaction for many reports).
+//! The monitor's SQL: tracker state per target, raw check results with their phase timings, hourly aggregates,
+//! uptime over 24 h, 7 d and 30 d, the charts' series, ad-hoc silences and the down alerts held back during
+//! maintenance. Writes come in batches (one transaction for many reports). Silences and held alerts sit behind
+//! these functions alone, so a shared (etcd) store can later stand in for them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::check::Phase;
 use super::config::HistoryConfig;
+use super::hold::Held;
+use super::maintenance::Silence;
 use super::scheduler::Report;
+use super::series::{DAY_MS, DAYS, HOUR_MS, HOURS, Series};
 use super::tracker::TrackerState;
-use crate::core::time::millis;
+use crate::core::time::{from_millis, millis};
 use crate::store::{Store, StoreError};
 
 /// Uptime percentages over 24 h, 7 d and 30 d (None until there is history).
@@ -30,8 +37,9 @@ pub async fn save(
                      ON CONFLICT(target) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
                 )?;
                 let mut result = tx.prepare_cached(
-                    "INSERT INTO monitor_results (target, at, up, response_ms, status, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO monitor_results (target, at, up, response_ms, status, reason, dns_us,
+                        connect_us, tls_us, ttfb_us, transfer_us, failed_phase)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
                 for r in &reports {
                     let Some(name) = names.get(r.index) else { continue };
@@ -39,13 +47,20 @@ pub async fn save(
                     let json = serde_json::to_string(&r.state).unwrap_or_default();
                     let at = millis(o.checked_at);
                     state.execute(params![name, json, at])?;
+                    let us = |p: Phase| o.phases.get(p).as_micros() as i64;
                     result.execute(params![
                         name,
                         at,
                         o.up,
                         o.response_time.as_millis() as i64,
                         o.status,
-                        o.reason
+                        o.reason,
+                        us(Phase::Dns),
+                        us(Phase::Connect),
+                        us(Phase::Tls),
+                        us(Phase::Ttfb),
+                        us(Phase::Transfer),
+                        o.failed_phase.map(Phase::as_str),
                     ])?;
                 }
             }
@@ -137,6 +152,175 @@ pub async fn rollup(store: &Store, now: i64, history: &HistoryConfig) -> Result<
             tx.execute("DELETE FROM monitor_results WHERE at < ?1", [raw_before])?;
             tx.execute("DELETE FROM monitor_hourly WHERE hour < ?1", [hourly_before])?;
             tx.commit()
+        })
+        .await
+}
+
+/// The charts' series of every target in `names`, from the history: phase means per hour over the last
+/// 24 hours (raw results) and checks per day over the last 30 days (raw results, then hourly aggregates).
+pub async fn series(
+    store: &Store,
+    names: Arc<[String]>,
+    now: i64,
+    history: &HistoryConfig,
+) -> Result<Vec<Series>, StoreError> {
+    let hours_from = (now.div_euclid(HOUR_MS) - HOURS as i64 + 1) * HOUR_MS;
+    let days_from = (now.div_euclid(DAY_MS) - DAYS as i64 + 1) * DAY_MS;
+    let raw_from = (now - history.raw_retention.as_millis() as i64).max(days_from);
+    store
+        .call(move |c| {
+            let index: HashMap<&str, usize> =
+                names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+            let mut out = vec![Series::default(); names.len()];
+            let mut hours = c.prepare(
+                "SELECT target, at / ?2, COUNT(*), SUM(COALESCE(dns_us, 0)), SUM(COALESCE(connect_us, 0)),
+                    SUM(COALESCE(tls_us, 0)), SUM(COALESCE(ttfb_us, response_ms * 1000)),
+                    SUM(COALESCE(transfer_us, 0))
+                 FROM monitor_results WHERE at >= ?1 GROUP BY target, at / ?2",
+            )?;
+            let rows = hours.query_map(params![hours_from, HOUR_MS], |r| {
+                let mut sums = [0f32; 5];
+                for (i, s) in sums.iter_mut().enumerate() {
+                    *s = r.get::<_, i64>(3 + i)? as f32 / 1000.0;
+                }
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, sums))
+            })?;
+            for row in rows {
+                let (target, hour, checks, sums) = row?;
+                if let Some(&i) = index.get(target.as_str()) {
+                    out[i].add_hour(hour, checks as u32, sums);
+                }
+            }
+            let mut days = c.prepare(
+                "SELECT target, at / ?3, COUNT(*), SUM(up) FROM monitor_results WHERE at >= ?2
+                   GROUP BY target, at / ?3
+                 UNION ALL
+                 SELECT target, hour / ?3, SUM(checks), SUM(ups) FROM monitor_hourly
+                   WHERE hour >= ?1 AND hour < ?2 GROUP BY target, hour / ?3",
+            )?;
+            let rows = days.query_map(params![days_from, raw_from, DAY_MS], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })?;
+            for row in rows {
+                let (target, day, checks, ups) = row?;
+                if let Some(&i) = index.get(target.as_str()) {
+                    out[i].add_day(day, checks as u32, ups as u32);
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Records a silence of `target` (a name or glob) from `since` to `until`; returns its id.
+pub async fn add_silence(store: &Store, silence: Silence) -> Result<i64, StoreError> {
+    store
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO monitor_silences (target, since, until, reason, by) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    silence.target,
+                    millis(silence.since),
+                    millis(silence.until),
+                    silence.reason,
+                    silence.by
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+}
+
+/// The silences not yet over at `now`, soonest end first (an indexed read: cheap enough per alert).
+pub async fn silences(store: &Store, now: SystemTime) -> Result<Vec<Silence>, StoreError> {
+    let now = millis(now);
+    store
+        .call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, target, since, until, reason, by FROM monitor_silences WHERE until > ?1
+                 ORDER BY until",
+            )?;
+            let rows = st.query_map([now], |r| {
+                Ok(Silence {
+                    id: r.get(0)?,
+                    target: r.get(1)?,
+                    since: from_millis(r.get(2)?),
+                    until: from_millis(r.get(3)?),
+                    reason: r.get(4)?,
+                    by: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+}
+
+/// Ends every silence of `target` (as it was written: a name or a glob) and drops expired ones; how many
+/// were in force.
+pub async fn clear_silences(
+    store: &Store,
+    target: String,
+    now: SystemTime,
+) -> Result<usize, StoreError> {
+    let now = millis(now);
+    store
+        .call(move |c| {
+            let cleared = c.execute(
+                "DELETE FROM monitor_silences WHERE target = ?1 AND until > ?2",
+                params![target, now],
+            )?;
+            c.execute("DELETE FROM monitor_silences WHERE until <= ?1", [now])?;
+            Ok(cleared)
+        })
+        .await
+}
+
+/// The down alerts held back, by target.
+pub async fn held(store: &Store) -> Result<BTreeMap<String, Held>, StoreError> {
+    store
+        .call(|c| {
+            let mut st = c.prepare("SELECT target, since, reason, held_at FROM monitor_held")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Held {
+                        since: from_millis(r.get(1)?),
+                        reason: r.get(2)?,
+                        held_at: from_millis(r.get(3)?),
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+}
+
+/// Remembers a held down alert of `target`.
+pub async fn hold(store: &Store, target: String, held: Held) -> Result<(), StoreError> {
+    store
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO monitor_held (target, since, reason, held_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(target) DO UPDATE SET since = excluded.since, reason = excluded.reason,
+                   held_at = excluded.held_at",
+                params![
+                    target,
+                    millis(held.since),
+                    held.reason,
+                    millis(held.held_at)
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+}
+
+/// Forgets the held down alert of `target` (sent, or its outage is over).
+pub async fn release(store: &Store, target: String) -> Result<(), StoreError> {
+    store
+        .call(move |c| {
+            c.execute("DELETE FROM monitor_held WHERE target = ?1", [target])
+                .map(|_| ())
         })
         .await
 }

@@ -2,6 +2,7 @@
 //! problem named by its field).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,12 @@ pub struct TargetConfig {
     /// Overrides `monitor.timeout` for this target.
     #[serde(with = "crate::core::duration::option", default)]
     pub timeout: Option<Duration>,
+    /// Overrides `monitor.reuse_connections` for this target (HTTP only).
+    #[serde(default)]
+    pub reuse_connections: Option<bool>,
+    /// Overrides `monitor.source_address`: the local IP this target's checks connect from.
+    #[serde(default)]
+    pub source_address: Option<IpAddr>,
 }
 
 impl TargetConfig {
@@ -90,6 +97,8 @@ impl TargetConfig {
             cert_min_days: None,
             interval: None,
             timeout: None,
+            reuse_connections: None,
+            source_address: None,
         }
     }
 
@@ -230,6 +239,58 @@ impl TargetConfig {
                     fmt_dur(max),
                     fmt_dur(timeout)
                 ),
+            ));
+        }
+        errors
+    }
+}
+
+impl TargetConfig {
+    /// The host this target connects to, when it is an IP literal (its family must match `source_address`).
+    fn literal_ip(&self) -> Option<IpAddr> {
+        let host = match (&self.url, self.tcp.as_deref().or(self.tls.as_deref())) {
+            (Some(url), _) => reqwest::Url::parse(url).ok()?.host_str()?.to_string(),
+            (None, Some(addr)) => addr.rsplit_once(':')?.0.to_string(),
+            (None, None) => return None,
+        };
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+
+    /// The problems of the connection settings in force for this target (its own or the section's).
+    pub fn connection_problems(
+        &self,
+        source: Option<IpAddr>,
+        reuse: bool,
+    ) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        let family = |ip: &IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        if let (Some(source), Some(target)) = (source, self.literal_ip())
+            && source.is_ipv4() != target.is_ipv4()
+        {
+            errors.push((
+                "source_address",
+                format!(
+                    "{source} is {} but the target {target} is {}: use a source address of the same family",
+                    family(&source),
+                    family(&target)
+                ),
+            ));
+        }
+        if reuse && source.is_some() && self.url.is_some() {
+            errors.push((
+                "source_address",
+                "applies to fresh connections only: set reuse_connections = false for this target"
+                    .into(),
+            ));
+        }
+        if self.reuse_connections.is_some() && self.url.is_none() {
+            errors.push((
+                "reuse_connections",
+                "only url targets pool connections; tcp and tls checks always connect afresh"
+                    .into(),
             ));
         }
         errors

@@ -1,14 +1,14 @@
-//! TLS pieces of the checks: the trust roots (system + an optional extra CA), the bare `tls = "host:port"`
-//! handshake, days until a certificate expires, and readable reasons for rustls errors.
+//! TLS pieces of the checks: the trust roots (system + an optional extra CA), the client configuration (no
+//! session resumption), days until a certificate expires, and readable reasons for rustls errors.
 //!
 //! rustls with the aws-lc-rs provider, chosen explicitly so the process-wide default never matters, and the
-//! platform verifier (system roots), the same stack reqwest uses for `url` targets.
+//! platform verifier (system roots), the same stack reqwest uses for pooled `url` targets.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 /// Errors building the TLS trust configuration.
 #[derive(Debug, thiserror::Error)]
@@ -52,21 +52,42 @@ pub fn parse_pem_bundle(
     Ok(certs)
 }
 
-/// A rustls client config trusting the system roots plus `extra_roots`.
-pub fn client_config(
-    extra_roots: Vec<CertificateDer<'static>>,
-) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+/// The client configurations of a checker, built on one verifier (the system roots are loaded once).
+pub struct Configs {
+    /// Bare `tls` checks: no ALPN, no session resumption.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Fresh HTTPS connections: ALPN `http/1.1`, no session resumption.
+    pub https: Arc<rustls::ClientConfig>,
+    /// The pooled client (`reuse_connections`): ALPN `h2` and `http/1.1`, sessions resumed as a pool would.
+    pub pooled: rustls::ClientConfig,
+}
+
+/// Client configs trusting the system roots plus `extra_roots`. The fresh ones never resume a session: every
+/// handshake is a new visitor's, so the server presents (and we check) its certificate each time.
+pub fn client_configs(extra_roots: Vec<CertificateDer<'static>>) -> Result<Configs, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
+    let verifier = Arc::new(
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
-            .map_err(TlsSetupError::Rustls)?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsSetupError::Rustls)?
-        .dangerous() // not dangerous: the platform verifier does full chain + hostname verification
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+            .map_err(TlsSetupError::Rustls)?,
+    );
+    let config = |alpn: &[&[u8]], resume: bool| -> Result<rustls::ClientConfig, TlsSetupError> {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsSetupError::Rustls)?
+            .dangerous() // not dangerous: the platform verifier does full chain + hostname verification
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    };
+    Ok(Configs {
+        tls: Arc::new(config(&[], false)?),
+        https: Arc::new(config(&[b"http/1.1"], false)?),
+        pooled: config(&[b"h2", b"http/1.1"], true)?,
+    })
 }
 
 /// Whole days from `now` until the DER certificate's notAfter (negative once expired); `None` if unparsable.
@@ -78,41 +99,6 @@ pub fn days_until_expiry(der: &[u8], now: SystemTime) -> Option<i64> {
         Err(e) => -i64::try_from(e.duration().as_secs()).ok()?,
     };
     Some((not_after - now).div_euclid(86_400))
-}
-
-/// Why a TLS handshake failed; it displays as a short reason a person can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
-    /// The host is not a valid TLS server name.
-    #[error("{0:?} is not a valid TLS server name")]
-    Name(String),
-    /// Connecting or the handshake failed.
-    #[error("{}", describe_io(.0))]
-    Io(#[source] std::io::Error),
-}
-
-/// The handshake of a bare TLS check: connects, verifies chain and host name, returns the leaf's expiry days.
-pub async fn handshake(
-    config: Arc<rustls::ClientConfig>,
-    host: &str,
-    port: u16,
-    now: SystemTime,
-) -> Result<Option<i64>, HandshakeError> {
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|_| HandshakeError::Name(host.to_string()))?;
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(HandshakeError::Io)?;
-    let _ = tcp.set_nodelay(true);
-    let stream = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(HandshakeError::Io)?;
-    let (_, session) = stream.get_ref();
-    Ok(session
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|der| days_until_expiry(der, now)))
 }
 
 /// A short reason for an I/O error, looking inside for a rustls error.

@@ -5,7 +5,10 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+use super::check::{Phase, Phases};
 use super::config::MonitorConfig;
+use super::maintenance::Cover;
+use super::series::Series;
 
 /// Response times kept per target for the sparkline.
 pub const SPARK: usize = 30;
@@ -31,6 +34,45 @@ pub struct TargetView {
     pub uptime: [Option<f64>; 3],
     /// Recent response times in milliseconds, oldest first.
     pub recent_ms: Vec<u64>,
+    /// The last check's phases in milliseconds (`dns`, `connect`, `tls`, `ttfb`, `transfer`, `total`).
+    pub phases: Option<Phases>,
+    /// The phase the last check failed in, if it failed before an answer.
+    pub failed_phase: Option<Phase>,
+    /// The maintenance window or silence covering the target now: no alert is sent meanwhile.
+    pub quiet: Option<Cover>,
+    /// A down alert is held back until the quiet time ends.
+    pub alert_held: bool,
+    /// Hourly phase means and daily uptime, for the charts.
+    #[serde(skip)]
+    pub series: Series,
+}
+
+/// A maintenance window as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowView {
+    /// Its name.
+    pub name: String,
+    /// Its targets (names or globs).
+    pub targets: Vec<String>,
+    /// When: "every sun 02:00 Europe/Berlin for 2h" or the one-off dates.
+    pub schedule: String,
+    /// Open now, or when it opens next (RFC 3339), or "over".
+    pub status: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A silence as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SilenceView {
+    /// The target name or glob.
+    pub target: String,
+    /// Until when (RFC 3339).
+    pub until: String,
+    /// Who set it.
+    pub by: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The live view, shared with the web parts.
@@ -40,6 +82,10 @@ pub struct View {
     pub targets: Vec<TargetView>,
     /// Schedule lag p50 and p99, seconds.
     pub lag: (f64, f64),
+    /// The maintenance windows, with their state now.
+    pub windows: Vec<WindowView>,
+    /// The silences in force.
+    pub silences: Vec<SilenceView>,
 }
 
 /// Shared handle to the live view.
@@ -71,9 +117,16 @@ impl View {
                     cert_expiry_days: None,
                     uptime: [None; 3],
                     recent_ms: Vec::new(),
+                    phases: None,
+                    failed_phase: None,
+                    quiet: None,
+                    alert_held: false,
+                    series: Series::default(),
                 })
                 .collect(),
             lag: (0.0, 0.0),
+            windows: Vec::new(),
+            silences: Vec::new(),
         }
     }
 }

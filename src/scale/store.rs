@@ -142,3 +142,29 @@ pub fn recent_decisions(store: &Store, limit: u32) -> Result<Vec<StoredDecision>
         rows.collect()
     })
 }
+
+/// A decision on the timeline: when (ms), `hold`/`add`/`remove`, the count, live instances, median load, why.
+pub type Point = (i64, String, u32, i64, Option<f64>, String);
+
+/// The decisions made at or after `from_ms`, oldest first.
+pub async fn since(store: &Store, from_ms: i64) -> Result<Vec<Point>, StoreError> {
+    store
+        .call(move |c| {
+            let mut st = c.prepare(
+                "SELECT at, action, count, instances, median, reason FROM scale_decisions
+                 WHERE at >= ?1 ORDER BY at",
+            )?;
+            let rows = st.query_map([from_ms], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+}

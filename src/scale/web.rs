@@ -1,11 +1,16 @@
-//! The scaler's block on the status page: the latest cycle's fleet, median, prediction and decision.
+//! The scaler's block on the status page (the latest cycle's fleet, median, prediction and decision) and its
+//! lane of the "last 24 hours" chart: the fleet's size and median load, each scaling decision marked.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use super::cycle::CycleReport;
 use super::report::{address, decision_line, load_text, outcome_text, pct};
+use super::store;
+use crate::store::Store;
+use crate::web::chart::{self, TimeAxis};
 use crate::web::page::escape;
+use crate::web::{Drawn, Lane};
 
 /// The latest cycle, shared with the status page.
 #[derive(Debug, Clone, Default)]
@@ -61,9 +66,133 @@ pub fn status_html(latest: Option<&CycleReport>) -> String {
     )
 }
 
+/// Height of the fleet lane, pixels.
+const FLEET_HEIGHT: f64 = 90.0;
+/// Points drawn per line at most (decisions beyond are thinned; every add and remove is still marked).
+const MAX_POINTS: usize = 720;
+
+/// The fleet over the last 24 hours, from the stored decisions.
+pub struct FleetLane(pub Store);
+
+impl Lane for FleetLane {
+    fn draw<'a>(
+        &'a self,
+        axis: &'a TimeAxis,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Drawn>> + Send + 'a>> {
+        Box::pin(async move {
+            match store::since(&self.0, axis.from_ms).await {
+                Ok(points) => fleet_lane(&points, axis),
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot read the scaling decisions for the timeline");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// The fleet lane: instances (blue, left scale) and median load (orange, 0–100 %), decisions marked.
+pub fn fleet_lane(points: &[store::Point], axis: &TimeAxis) -> Option<Drawn> {
+    if points.is_empty() {
+        return None;
+    }
+    let h = FLEET_HEIGHT;
+    let most = points.iter().map(|p| p.3).max().unwrap_or(1).max(1) as f64;
+    let step = points.len().div_ceil(MAX_POINTS).max(1);
+    let thinned: Vec<&store::Point> = points.iter().step_by(step).collect();
+    let mut size: Vec<(f64, f64)> = Vec::new();
+    for p in &thinned {
+        let (x, y) = (axis.x(p.0), h - 2.0 - p.3 as f64 / most * (h - 14.0));
+        if let Some(&(_, previous)) = size.last() {
+            size.push((x, previous)); // a step: the size holds until the next decision
+        }
+        size.push((x, y));
+    }
+    let load: Vec<(f64, f64)> = thinned
+        .iter()
+        .filter_map(|p| {
+            Some((
+                axis.x(p.0),
+                h - 2.0 - p.4?.clamp(0.0, 100.0) / 100.0 * (h - 14.0),
+            ))
+        })
+        .collect();
+    let mut svg = format!(
+        "<line x1=\"{l}\" x2=\"{r}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#dde1e6\"/>\
+         <text x=\"{r}\" y=\"10\" font-size=\"10\" fill=\"#80868b\" text-anchor=\"end\">top: {most} instances, 100% load</text>",
+        l = axis.left,
+        r = axis.left + axis.width,
+        y = h - 2.0,
+    );
+    svg.push_str(&chart::line(&size, "#1a73e8", "instances"));
+    svg.push_str(&chart::line(&load, "#e37400", "median load"));
+    let mut marks = 0;
+    for p in points.iter().filter(|p| p.1 != "hold") {
+        let x = axis.x(p.0);
+        let (shape, color) = if p.1 == "add" {
+            (
+                format!("{:.1},10 {:.1},2 {:.1},10", x - 4.0, x, x + 4.0),
+                "#137333",
+            )
+        } else {
+            (
+                format!("{:.1},2 {:.1},10 {:.1},2", x - 4.0, x, x + 4.0),
+                "#c5221f",
+            )
+        };
+        let _ = write!(
+            svg,
+            "<polygon class=\"decision {action}\" points=\"{shape}\" fill=\"{color}\"><title>{} {action} {}: {}</title></polygon>",
+            crate::core::time::rfc3339(crate::core::time::from_millis(p.0)),
+            p.2,
+            escape(&p.5),
+            action = escape(&p.1),
+        );
+        marks += 1;
+    }
+    Some(Drawn {
+        name: "fleet".into(),
+        height: h,
+        svg,
+        legend: format!(
+            "Fleet: instances (blue, up to {most}) and median load (orange, 0–100%) from {} cycles; \
+             {marks} scaling decisions marked (green ▲ add, red ▼ remove).",
+            points.len()
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fleet_lane_marks_each_decision() {
+        let axis = TimeAxis::last_day(100_000_000, 70.0, 1000.0);
+        let p = |at: i64, action: &str, n: i64| -> store::Point {
+            (
+                at,
+                action.into(),
+                1,
+                n,
+                Some(50.0),
+                format!("{action} because"),
+            )
+        };
+        let points = vec![
+            p(20_000_000, "hold", 1),
+            p(30_000_000, "add", 1),
+            p(40_000_000, "hold", 2),
+            p(50_000_000, "remove", 2),
+            p(60_000_000, "hold", 1),
+        ];
+        let d = fleet_lane(&points, &axis).expect("drawn");
+        assert_eq!(d.svg.matches("class=\"decision add\"").count(), 1);
+        assert_eq!(d.svg.matches("class=\"decision remove\"").count(), 1);
+        assert!(d.svg.contains("remove because"));
+        assert!(d.legend.contains("2 scaling decisions"));
+        assert!(fleet_lane(&[], &axis).is_none());
+    }
 
     #[test]
     fn status_section_says_when_nothing_ran() {

@@ -104,4 +104,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE TABLE webhook_deliveries (delivery TEXT PRIMARY KEY, at INTEGER NOT NULL);",
     // 5: the claim that identifies a message across cluster replicas (alert/store.rs, alert/claims.rs).
     "ALTER TABLE messages ADD COLUMN claim TEXT NOT NULL DEFAULT '';",
+    // 6: phase timings of each check (microseconds) and the phase a failed check failed in; ad-hoc silences
+    // (`tend silence`) and the down alerts held back by a maintenance window or a silence (monitor/store.rs).
+    "ALTER TABLE monitor_results ADD COLUMN dns_us INTEGER;
+     ALTER TABLE monitor_results ADD COLUMN connect_us INTEGER;
+     ALTER TABLE monitor_results ADD COLUMN tls_us INTEGER;
+     ALTER TABLE monitor_results ADD COLUMN ttfb_us INTEGER;
+     ALTER TABLE monitor_results ADD COLUMN transfer_us INTEGER;
+     ALTER TABLE monitor_results ADD COLUMN failed_phase TEXT;
+     CREATE TABLE monitor_silences (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        by TEXT NOT NULL
+     );
+     CREATE INDEX monitor_silences_until ON monitor_silences (until);
+     CREATE TABLE monitor_held (
+        target TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        held_at INTEGER NOT NULL
+     );",
 ];

@@ -43,7 +43,10 @@ section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:.8em 
 h2{font-size:1.1em;margin:.2em 0 .6em}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid #eef0f3;font-variant-numeric:tabular-nums}\
 .up{color:#137333;font-weight:600}.down{color:#c5221f;font-weight:600}.unknown{color:#80868b}\
-.muted{color:#80868b}footer{padding:1em 1.2em;color:#80868b;font-size:.85em}svg{vertical-align:middle}";
+.muted{color:#80868b}footer{padding:1em 1.2em;color:#80868b;font-size:.85em}svg{vertical-align:middle}\
+.swatch{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px;border-radius:2px}\
+.quiet{color:#b06000;font-size:.85em;font-weight:400}.legend{margin:.3em 0}h3{font-size:1em;margin:.6em 0 .3em}\
+.nowrap{white-space:nowrap}";
 
 #[cfg(test)]
 mod tests {

@@ -50,7 +50,7 @@ fn assert_down(o: &Outcome, reason_start: &str) {
 }
 
 #[tokio::test]
-async fn http_status_and_reuse() {
+async fn http_status_and_connections() {
     let server = TargetServer::start().await;
     let checker = Checker::with_extra_roots(None).expect("checker");
     let o = check_with(&checker, http(server.url("/"), |_| {})).await;
@@ -64,10 +64,14 @@ async fn http_status_and_reuse() {
     )
     .await;
     assert!(o.up, "{o:?}");
+    assert_eq!(server.connections(), 2, "each check is a new visitor");
+    let pooled = |t: &mut TargetConfig| t.reuse_connections = Some(true);
+    assert!(check_with(&checker, http(server.url("/"), pooled)).await.up);
+    assert!(check_with(&checker, http(server.url("/"), pooled)).await.up);
     assert_eq!(
         server.connections(),
-        1,
-        "the second check reuses the pooled connection"
+        3,
+        "with reuse_connections the second pooled check reuses the first one's connection"
     );
 
     server.set(Mode::Status(503));
@@ -86,7 +90,10 @@ async fn slow_and_hanging_servers_time_out_as_a_whole() {
     server.set(Mode::Slow(TIMEOUT * 2));
     let started = Instant::now();
     let o = check(http(server.url("/"), |_| {})).await;
-    assert_down(&o, "timeout after 500ms waiting for the response headers");
+    assert_down(
+        &o,
+        "ttfb: timeout after 500ms waiting for the response headers",
+    );
     assert!(
         started.elapsed() < TIMEOUT + Duration::from_millis(300),
         "took {:?}",
@@ -96,7 +103,7 @@ async fn slow_and_hanging_servers_time_out_as_a_whole() {
     server.set(Mode::HangAfterHeaders);
     let started = Instant::now();
     let o = check(http(server.url("/"), |_| {})).await;
-    assert_down(&o, "timeout after 500ms reading the body");
+    assert_down(&o, "transfer: timeout after 500ms reading the body");
     assert_eq!(o.status, Some(200));
     assert!(
         started.elapsed() < TIMEOUT + Duration::from_millis(300),
@@ -189,10 +196,10 @@ async fn body_conditions() {
 async fn refused_connections_and_tcp() {
     let port = closed_port().await;
     let o = check(http(format!("http://127.0.0.1:{port}/"), |_| {})).await;
-    assert_down(&o, "connection refused");
+    assert_down(&o, "connect: connection refused");
     let mut t = TargetConfig::new("tcp");
     t.tcp = Some(format!("127.0.0.1:{port}"));
-    assert_down(&check(t).await, "connection refused");
+    assert_down(&check(t).await, "connect: connection refused");
     let server = TargetServer::start().await;
     let mut t = TargetConfig::new("tcp");
     t.tcp = Some(server.addr.to_string());
@@ -233,23 +240,34 @@ async fn certificates() {
     assert_eq!(
         o.cert_expiry_days,
         Some(90),
-        "known on a reused connection too"
+        "each check handshakes afresh and sees the certificate"
+    );
+    let pooled = http(good.url("/"), |t| {
+        t.cert_min_days = Some(14);
+        t.reuse_connections = Some(true);
+    });
+    let o = check_with(&checker, pooled).await;
+    assert!(o.up, "{o:?}");
+    assert_eq!(
+        o.cert_expiry_days,
+        Some(90),
+        "the pooled client trusts the same CA"
     );
     let o = check_with(&checker, https(&soon)).await;
     assert_down(&o, "certificate expires in 3 days");
     assert_down(
         &check_with(&checker, https(&expired)).await,
-        "certificate expired",
+        "tls: certificate expired",
     );
     assert_down(
         &check_with(&checker, https(&wrong_name)).await,
-        "certificate not valid for this host name",
+        "tls: certificate not valid for this host name",
     );
     assert_down(
         &check_with(&checker, https(&untrusted)).await,
-        "certificate not trusted",
+        "tls: certificate not trusted",
     );
-    assert_down(&check(https(&good)).await, "certificate not trusted"); // without the CA
+    assert_down(&check(https(&good)).await, "tls: certificate not trusted"); // without the CA
 
     let tls = |server: &TargetServer| {
         let mut t = TargetConfig::new("tls");
@@ -269,11 +287,11 @@ async fn certificates() {
     );
     assert_down(
         &check_with(&checker, tls(&expired)).await,
-        "certificate expired",
+        "tls: certificate expired",
     );
     assert_down(
         &check_with(&checker, tls(&untrusted)).await,
-        "certificate not trusted",
+        "tls: certificate not trusted",
     );
 }
 

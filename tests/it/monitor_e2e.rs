@@ -79,7 +79,8 @@ async fn one_down_mail_and_one_up_mail_across_an_outage_and_a_restart() {
     assert!(tend.stop().success());
 }
 
-fn chromium_dom(port: u16) -> String {
+/// The status page at `port` as headless Chromium renders it (its DOM after load).
+pub fn chromium_dom(port: u16) -> String {
     let browser = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|b| {

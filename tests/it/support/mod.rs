@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod fault_proxy;
+pub mod local_fleet;
 pub mod moto;
 pub mod replicas;
 pub mod smtp;

@@ -4,10 +4,12 @@
 //! the headers, send an endless body. Fixed paths: `/` follows the switchable [`Mode`]; `/loop/a` ↔
 //! `/loop/b` redirect to each other; `/redirect/N` redirects N times then answers 200; `/json` answers
 //! `{"status":"ok","version":3}`; `/hello` answers "Hello"; `/hang` always hangs after the headers. Certificates come from [`TestCa`] (rcgen).
+//! It can stop accepting new connections while serving the ones it has ([`TargetServer::stop_accepting`]),
+//! refuse one source address ([`TargetServer::refuse_from`]), and tells the source addresses it saw.
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +42,9 @@ pub struct TargetServer {
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     stop: CancellationToken,
+    stop_accepting: CancellationToken,
+    refused: Arc<Mutex<Option<IpAddr>>>,
+    peers: Arc<Mutex<Vec<IpAddr>>>,
     tls: bool,
 }
 
@@ -81,6 +86,9 @@ impl TargetServer {
             connections: Arc::new(AtomicUsize::new(0)),
             requests: Arc::new(AtomicUsize::new(0)),
             stop: CancellationToken::new(),
+            stop_accepting: CancellationToken::new(),
+            refused: Arc::new(Mutex::new(None)),
+            peers: Arc::new(Mutex::new(Vec::new())),
             tls: tls.is_some(),
         };
         let (mode, connections, requests, stop) = (
@@ -89,12 +97,24 @@ impl TargetServer {
             server.requests.clone(),
             server.stop.clone(),
         );
+        let (stop_accepting, refused, peers) = (
+            server.stop_accepting.clone(),
+            server.refused.clone(),
+            server.peers.clone(),
+        );
         tokio::spawn(async move {
             loop {
-                let (stream, _) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     _ = stop.cancelled() => return,
+                    // The listener is closed (new connections are refused); open ones keep being served.
+                    _ = stop_accepting.cancelled() => return,
                     accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                 };
+                peers.lock().expect("peers lock").push(peer.ip());
+                if *refused.lock().expect("refused lock") == Some(peer.ip()) {
+                    drop(stream); // closed at once: this source address gets no answer
+                    continue;
+                }
                 connections.fetch_add(1, Ordering::SeqCst);
                 let (mode, requests, stop, tls) =
                     (mode.clone(), requests.clone(), stop.clone(), tls.clone());
@@ -114,6 +134,21 @@ impl TargetServer {
             }
         });
         server
+    }
+
+    /// Closes the listener: new connections are refused, connections already open are still served.
+    pub fn stop_accepting(&self) {
+        self.stop_accepting.cancel();
+    }
+
+    /// Connections from `ip` are closed as soon as they are accepted.
+    pub fn refuse_from(&self, ip: IpAddr) {
+        *self.refused.lock().expect("refused lock") = Some(ip);
+    }
+
+    /// The source address of every connection accepted so far.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        self.peers.lock().expect("peers lock").clone()
     }
 
     /// Switches what `/` does.
