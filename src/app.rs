@@ -114,6 +114,7 @@ pub async fn run(
     if let (true, Some(scale), Some(cloud)) = (parts.scale, &config.scale, &config.cloud) {
         let status = FleetStatus::default();
         web = web.section(Arc::new(status.clone()));
+        web = web.routes(crate::scale::web::routes(status.clone()));
         let (scale, cloud, h) = (scale.clone(), cloud.clone(), handles.clone());
         let token = shutdown.clone();
         tasks.spawn(supervise("scale", shutdown.clone(), move || {
@@ -136,7 +137,8 @@ pub async fn run(
             config.cloud.clone(),
             handles.store.clone(),
             handles.alerter.clone(),
-        );
+        )
+        .with_scale_balancer(config.scale.as_ref().and_then(|s| s.balancer.clone()));
         web = web
             .section(Arc::new(crate::deploy::web::DeploySection(
                 handles.store.clone(),

@@ -19,8 +19,11 @@ mod exit;
 mod fleet;
 mod monitor;
 mod notify;
+mod progress;
+mod releases;
 mod run;
 mod simulate;
+mod status;
 
 pub use exit::{Status, Usage};
 
@@ -98,9 +101,20 @@ enum Command {
     /// Roll the configured steps out to the hosts, batch by batch, with a health check after each host.
     ///
     /// Stops at the first failure (or after max_failures), alerts, and exits 1. Two deploys never run at once.
+    /// With [deploy] balancer, each host leaves the balancer while it changes.
     ///
-    /// Example: tend deploy --commit 3f2c1ab --dry-run
+    /// Example: tend deploy --commit 3f2c1ab --dry-run; tend deploy --rollback
     Deploy(deploy::Args),
+    /// List the releases (every deploy: commit, when, who, each host's result), newest first.
+    ///
+    /// Example: tend releases --json
+    Releases(releases::Args),
+    /// One screen from a running tend: monitors, fleet and last scaling decision, last release, cluster leader.
+    ///
+    /// Exits 1 if a monitor is down or the daemon cannot be reached.
+    ///
+    /// Example: tend status --url http://127.0.0.1:8080
+    Status(status::Args),
     /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
@@ -164,6 +178,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Notify(args) => with_runtime(notify::run(config, console, args)),
         Command::Monitor(args) => with_runtime(monitor::run(config, console, args)),
         Command::Deploy(args) => with_runtime(deploy::run(config, console, args)),
+        Command::Releases(args) => with_runtime(releases::run(config, args)),
+        Command::Status(args) => with_runtime(status::run(config, args)),
         Command::Fleet(args) => with_runtime(fleet::fleet(config, console, args)),
         Command::Scale(args) => with_runtime(fleet::scale(config, console, args)),
         Command::Completions { .. } | Command::Simulate(_) | Command::Worker { .. } => {

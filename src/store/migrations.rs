@@ -102,4 +102,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         since INTEGER NOT NULL
      );
      CREATE TABLE webhook_deliveries (delivery TEXT PRIMARY KEY, at INTEGER NOT NULL);",
+    // 5: releases: who started each deploy, rollbacks, and each host's result (deploy/store.rs).
+    "ALTER TABLE deploys ADD COLUMN started_by TEXT;
+     ALTER TABLE deploys ADD COLUMN rollback_of INTEGER;
+     ALTER TABLE deploys ADD COLUMN rolled_back_by INTEGER;
+     CREATE TABLE deploy_hosts (
+        deploy_id INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        result TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        detail TEXT NOT NULL,
+        left_out INTEGER NOT NULL,
+        PRIMARY KEY (deploy_id, position)
+     );",
 ];

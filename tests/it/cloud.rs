@@ -157,6 +157,53 @@ async fn elb_registers_and_deregisters_targets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elb_drain_reads_the_deregistration_delay_and_deregisters() {
+    let (_moto, proxy, p, sdk) = aws().await;
+    let arn = crate::scale::target_group(&sdk).await;
+    aws_sdk_elasticloadbalancingv2::Client::new(&sdk)
+        .modify_target_group_attributes()
+        .target_group_arn(&arn)
+        .attributes(
+            aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                .key("deregistration_delay.timeout_seconds")
+                .value("7")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let elb = ElbBalancer::with_sdk_config(
+        &sdk,
+        ElbConfig {
+            target_group_arn: arn.clone(),
+            port: Some(8080),
+            region: None,
+            endpoint_url: None,
+        },
+        quick_retry(),
+    );
+    assert_eq!(
+        elb.deregistration_delay().await.unwrap(),
+        Duration::from_secs(7)
+    );
+    let i = p.create("web-a", "web-a").await.unwrap();
+    elb.register(&i).await.unwrap();
+    proxy.clear();
+    let started = std::time::Instant::now();
+    elb.drain(&i).await.unwrap();
+    assert!(crate::scale::targets(&sdk, &arn).await.is_empty());
+    // moto drops a deregistered target at once (no `draining` state): the drain ends without waiting the delay.
+    assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    let actions = proxy.actions();
+    assert_eq!(
+        &actions[..2],
+        ["DescribeTargetGroupAttributes", "DeregisterTargets"],
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"DescribeTargetHealth".to_owned()), "{actions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_faults_are_retried_then_typed_and_leave_nothing_half_done() {
     let (_moto, proxy, p, sdk) = aws().await;
     // moto loads each backend on its first call, slowly: warm it up before timing anything.

@@ -48,7 +48,7 @@ async fn run(config: &DeployConfig) -> (RolloutSummary, Arc<Lines>) {
     };
     let plan = build_plan(config, &[], &context, None).unwrap();
     let sink = Arc::new(Lines::default());
-    let summary = deploy(config, &plan, sink.clone(), CancellationToken::new())
+    let summary = deploy(config, &plan, None, sink.clone(), CancellationToken::new())
         .await
         .unwrap();
     (summary, sink)

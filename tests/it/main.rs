@@ -8,6 +8,7 @@ mod cli;
 mod cloud;
 mod cluster_core;
 mod deploy;
+mod deploy_drain;
 mod deploy_e2e;
 mod monitor_checks;
 mod monitor_e2e;
