@@ -36,7 +36,8 @@ pub struct Args {
     /// steps and draining.
     #[arg(long)]
     rollback: bool,
-    /// Print one JSON object per line for each event, then a summary object (for scripts).
+    /// Print one JSON object per line for each event, then a summary object (for scripts); only warnings and
+    /// errors are logged (on stderr).
     #[arg(long)]
     json: bool,
 }
@@ -45,6 +46,14 @@ pub struct Args {
 pub async fn run(config: Config, console: Console, args: Args) -> anyhow::Result<Status> {
     let Some(deploy) = config.deploy.clone() else {
         return Err(Usage("the config has no [deploy] section".into()).into());
+    };
+    // Stdout carries only the JSON lines: log lines below warnings (which go to stderr) are not printed.
+    let console = match args.json {
+        true => Console {
+            level: console.level.max(tend::log::Level::Warning),
+            format: console.format,
+        },
+        false => console,
     };
     let handles = super::open(&config, console)?;
     let deployer = Deployer::new(

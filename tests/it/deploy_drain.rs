@@ -397,7 +397,7 @@ fn tend_status_reads_a_running_daemon() {
     let port = free_port();
     let closed = free_port();
     let sections = format!(
-        "[monitor]\ninterval = \"1s\"\ntimeout = \"1s\"\nfailure_threshold = 1\n\
+        "[monitor]\ninterval = \"2s\"\ntimeout = \"1s\"\nfailure_threshold = 1\n\
          [[monitor.target]]\nname = \"self\"\nurl = \"http://127.0.0.1:{port}/healthz\"\n\
          [[monitor.target]]\nname = \"closed-port\"\nurl = \"http://127.0.0.1:{closed}/\"\n"
     );
