@@ -55,6 +55,7 @@ impl TermSink {
                     .with_prefix(format!("batch {}/{}", b + 1, batches.len()))
                     .with_message("waiting"),
             );
+            bar.tick(); // drawn at once, not at its first change
             lines.batches.push(bar);
             for host in hosts {
                 let line = self.multi.add(
@@ -63,6 +64,7 @@ impl TermSink {
                         .with_prefix(format!("{host:<width$}"))
                         .with_message("waiting"),
                 );
+                line.tick();
                 lines.hosts.insert(host.clone(), (line, b));
             }
         }

@@ -292,15 +292,20 @@ fn drive(
     panic!("rollout did not finish");
 }
 
+/// Hosts `0..n` cut into batches of `size`.
+fn batches_of(n: usize, size: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .collect::<Vec<_>>()
+        .chunks(size)
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 #[test]
 fn exhaustive_small_rollouts_keep_the_invariants() {
     for n in 1..=5usize {
         for size in 1..=n {
-            let batches: Vec<Vec<usize>> = (0..n)
-                .collect::<Vec<_>>()
-                .chunks(size)
-                .map(<[usize]>::to_vec)
-                .collect();
+            let batches = batches_of(n, size);
             for max_failures in 0..=2 {
                 for has_rollback in [false, true] {
                     for bits in 0..(1u32 << n) {
@@ -439,11 +444,7 @@ fn drive_keeping(
 fn min_in_service_holds_at_every_moment_of_small_rollouts() {
     for n in 1..=5usize {
         for size in 1..=n {
-            let batches: Vec<Vec<usize>> = (0..n)
-                .collect::<Vec<_>>()
-                .chunks(size)
-                .map(<[usize]>::to_vec)
-                .collect();
+            let batches = batches_of(n, size);
             for others in 0..=1usize {
                 for min in 0..(n + others) {
                     for max_failures in 0..=1 {

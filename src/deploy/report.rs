@@ -320,24 +320,57 @@ pub fn releases_table(releases: &[super::Release]) -> String {
             ]
         })
         .collect();
-    let header = ["ID", "STARTED", "COMMIT", "TRIGGER", "BY", "HOSTS", "STATE"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
+    crate::core::table::render(
+        ["ID", "STARTED", "COMMIT", "TRIGGER", "BY", "HOSTS", "STATE"],
+        &rows,
+        "(no release yet)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::releases::{HostOutcome, Release};
+
+    #[test]
+    fn the_release_table_names_rollbacks_and_counts_hosts() {
+        let host = |result: &str| HostOutcome {
+            host: "h".into(),
+            result: result.into(),
+            seconds: 1.0,
+            detail: String::new(),
+            left_out: false,
+        };
+        let release = |id: i64, commit: &str| Release {
+            id,
+            started_at: "2025-06-02T09:14:03Z".into(),
+            finished_at: None,
+            trigger: "cli".into(),
+            started_by: Some("ops@box".into()),
+            commit: Some(commit.into()),
+            branch: None,
+            hosts: vec!["a".into(), "b".into()],
+            state: "succeeded".into(),
+            summary: None,
+            rollback_of: None,
+            rolled_back_by: None,
+            results: vec![host("ok"), host("ok")],
+        };
+        let mut back = release(3, "0123456789abcdef");
+        back.trigger = "rollback".into();
+        back.rollback_of = Some(1);
+        let mut bad = release(2, "fedcba");
+        bad.rolled_back_by = Some(3);
+        bad.state = "failed".into();
+        bad.results = vec![host("ok"), host("FAILED")];
+        let table = releases_table(&[back, bad]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID  STARTED               COMMIT        TRIGGER          BY       HOSTS             STATE"
+        );
+        assert!(lines[1].starts_with("3   2025-06-02T09:14:03Z  0123456789ab  rollback to #1   ops@box  2/2 ok"), "{table}");
+        assert!(lines[2].ends_with("1/2 ok, 1 failed  failed (rolled back by #3)"), "{table}");
+        assert_eq!(releases_table(&[]).lines().last(), Some("(no release yet)"));
     }
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    if rows.is_empty() {
-        out.push_str("(no release yet)\n");
-    }
-    out
 }

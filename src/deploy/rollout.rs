@@ -137,40 +137,16 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
                 }
                 state.started(&ids);
                 for i in ids {
-                    let (plan, opts, pool) = (plan.clone(), options.clone(), pool.clone());
-                    let (h, b, s) = (edges.health.clone(), edges.balancer.clone(), sink.clone());
-                    let handle = tasks.spawn(async move {
-                        let work = HostWork {
-                            host: &plan.hosts[i],
-                            options: &opts,
-                            session: pool.get(i).await,
-                            health: h.as_ref(),
-                            balancer: b.as_deref(),
-                            sink: s.as_ref(),
-                        };
-                        Done::Deployed(work.deploy().await)
-                    });
+                    let handle = tasks.spawn(host_task(&plan, options, &pool, &edges, &sink, i, None));
                     task_host.insert(handle.id(), (i, false));
                 }
             }
             Action::RollBack(ids) => {
                 state.rollback_started(&ids);
                 for i in ids {
-                    let in_service = !reports[i].left_out;
-                    let (plan, opts, pool) = (plan.clone(), options.clone(), pool.clone());
-                    let (h, b, s) = (edges.health.clone(), edges.balancer.clone(), sink.clone());
-                    let handle = tasks.spawn(async move {
-                        let work = HostWork {
-                            host: &plan.hosts[i],
-                            options: &opts,
-                            session: pool.get(i).await,
-                            health: h.as_ref(),
-                            balancer: b.as_deref(),
-                            sink: s.as_ref(),
-                        };
-                        let (result, in_service) = work.roll_back(in_service).await;
-                        Done::RolledBack(result, in_service)
-                    });
+                    let in_service = Some(!reports[i].left_out);
+                    let task = host_task(&plan, options, &pool, &edges, &sink, i, in_service);
+                    let handle = tasks.spawn(task);
                     task_host.insert(handle.id(), (i, true));
                 }
             }
@@ -211,6 +187,37 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
         verdict,
         hosts: reports,
         duration: started.elapsed(),
+    }
+}
+
+/// Host `i`'s task: its deploy, or with `rollback = Some(in_service)` its rollback.
+fn host_task<C: Connector, H: HealthCheck>(
+    plan: &Arc<Plan>,
+    options: &RolloutOptions,
+    pool: &Arc<Pool<C>>,
+    edges: &Edges<C, H>,
+    sink: &Arc<dyn RolloutSink>,
+    i: usize,
+    rollback: Option<bool>,
+) -> impl std::future::Future<Output = Done> + Send + 'static {
+    let (plan, opts, pool) = (plan.clone(), options.clone(), pool.clone());
+    let (h, b, s) = (edges.health.clone(), edges.balancer.clone(), sink.clone());
+    async move {
+        let work = HostWork {
+            host: &plan.hosts[i],
+            options: &opts,
+            session: pool.get(i).await,
+            health: h.as_ref(),
+            balancer: b.as_deref(),
+            sink: s.as_ref(),
+        };
+        match rollback {
+            None => Done::Deployed(work.deploy().await),
+            Some(in_service) => {
+                let (result, in_service) = work.roll_back(in_service).await;
+                Done::RolledBack(result, in_service)
+            }
+        }
     }
 }
 

@@ -7,16 +7,32 @@ use std::sync::Mutex;
 use super::report::{Progress, RolloutSink, host_json};
 use crate::core::duration;
 
+/// Lines to a writer, one whole line at a time from any thread.
+struct LineWriter(Mutex<Box<dyn Write + Send>>);
+
+impl LineWriter {
+    fn new(out: impl Write + Send + 'static) -> Self {
+        LineWriter(Mutex::new(Box::new(out)))
+    }
+
+    fn line(&self, text: &str) {
+        // A poisoned lock only means another thread panicked mid-line; keep printing.
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
 /// Writes `host | line` for output and a `host: ...` line per progress event.
 pub struct WriterSink {
-    out: Mutex<Box<dyn Write + Send>>,
+    out: LineWriter,
 }
 
 impl WriterSink {
     /// A sink writing to `out`.
     pub fn new(out: impl Write + Send + 'static) -> Self {
         WriterSink {
-            out: Mutex::new(Box::new(out)),
+            out: LineWriter::new(out),
         }
     }
 
@@ -26,10 +42,7 @@ impl WriterSink {
     }
 
     fn write_line(&self, text: &str) {
-        // A poisoned lock only means another thread panicked mid-line; keep printing.
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        self.out.line(text);
     }
 }
 
@@ -77,14 +90,14 @@ impl RolloutSink for WriterSink {
 /// One JSON object per line for each event (`tend deploy --json`): `planned`, `batch`, `host_started`,
 /// `deregistered`, `step`, `output`, `health`, `registered`, `host_finished`; the CLI adds a `summary` last.
 pub struct JsonSink {
-    out: Mutex<Box<dyn Write + Send>>,
+    out: LineWriter,
 }
 
 impl JsonSink {
     /// A sink writing to `out`.
     pub fn new(out: impl Write + Send + 'static) -> Self {
         JsonSink {
-            out: Mutex::new(Box::new(out)),
+            out: LineWriter::new(out),
         }
     }
 
@@ -94,10 +107,7 @@ impl JsonSink {
     }
 
     fn write(&self, value: serde_json::Value) {
-        // A poisoned lock only means another thread panicked mid-line; keep printing.
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "{value}");
-        let _ = out.flush();
+        self.out.line(&value.to_string());
     }
 }
 
@@ -138,5 +148,64 @@ impl RolloutSink for JsonSink {
                 v
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::report::{HostReport, HostResult};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_sink_writes_one_object_per_event() {
+        let buf = Shared::default();
+        let sink = JsonSink::new(buf.clone());
+        let batches = vec![vec!["web1".to_owned()]];
+        sink.progress(&Progress::Planned { batches: &batches });
+        sink.progress(&Progress::Deregistered { host: "web1" });
+        sink.output("web1", "Already up to date.");
+        let failed = Err(crate::deploy::health::Unhealthy {
+            url: "http://web1/health".into(),
+            why: "HTTP 503".into(),
+        });
+        sink.progress(&Progress::HealthChecked {
+            host: "web1",
+            attempt: 2,
+            result: &failed,
+        });
+        let mut report = HostReport::skipped("web1");
+        report.result = HostResult::Failed;
+        report.left_out = true;
+        report.duration = Duration::from_millis(1234);
+        sink.progress(&Progress::HostFinished { report: &report });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0], serde_json::json!({"event": "planned", "batches": [["web1"]]}));
+        assert_eq!(lines[1], serde_json::json!({"event": "deregistered", "host": "web1"}));
+        assert_eq!(lines[2]["line"], "Already up to date.");
+        assert_eq!(lines[3]["ok"], false);
+        assert_eq!(lines[3]["error"], "GET http://web1/health: HTTP 503");
+        assert_eq!(
+            lines[4],
+            serde_json::json!({"event": "host_finished", "host": "web1", "result": "FAILED",
+                "seconds": 1.2, "detail": "left out of the balancer", "left_out": true})
+        );
     }
 }

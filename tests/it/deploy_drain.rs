@@ -103,8 +103,7 @@ impl Drain {
             "[store]\npath = {db:?}\n[web]\nenabled = false\n\
              [[alert.notifier]]\nkind = \"file\"\npath = {mail:?}\n\
              {sections}\
-             [deploy]\nhosts = {addresses:?}\nuser = \"root\"\nidentity = {key:?}\nknown_hosts = {kh:?}\n\
-             ssh_config = {cfg:?}\nsteps = {steps:?}\nbatch = {batch}\n\
+             [deploy]\n{login}steps = {steps:?}\nbatch = {batch}\n\
              health_url = \"http://127.0.0.1:{hp}/health/{{name}}\"\nhealth_retries = 1\nhealth_interval = \"50ms\"\n\
              {extra}\n\
              [deploy.balancer]\nkind = \"command\"\n\
@@ -112,10 +111,7 @@ impl Drain {
              deregister = \"echo $(date +%s%N) deregister {{name}} >> {l}\"\n",
             db = dir.path().join("tend.db"),
             mail = dir.path().join("mail"),
-            addresses = hosts.addresses(),
-            key = hosts.client_key,
-            kh = hosts.known_hosts,
-            cfg = hosts.ssh_config,
+            login = hosts.deploy_login(),
             hp = health.port,
         );
         std::fs::write(dir.path().join("tend.toml"), text).unwrap();

@@ -46,15 +46,11 @@ impl Setup {
              [alert]\ngroup_wait = \"200ms\"\n\
              [[alert.notifier]]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
              from = \"tend@example.com\"\nto = [\"ops@example.com\"]\n\
-             [deploy]\nhosts = {hosts:?}\nuser = \"root\"\nidentity = {key:?}\nknown_hosts = {kh:?}\n\
-             ssh_config = {cfg:?}\nsteps = {steps:?}\nbatch = 1\nstep_timeout = \"30s\"\n\
+             [deploy]\n{login}steps = {steps:?}\nbatch = 1\nstep_timeout = \"30s\"\n\
              [deploy.webhook]\nsecret = \"{SECRET}\"\nbranch = \"main\"\n",
             db = dir.path().join("tend.db"),
             smtp = sink.port,
-            hosts = hosts.addresses(),
-            key = hosts.client_key,
-            kh = hosts.known_hosts,
-            cfg = hosts.ssh_config,
+            login = hosts.deploy_login(),
         );
         std::fs::write(dir.path().join("tend.toml"), text).unwrap();
         Setup {
