@@ -41,9 +41,10 @@ impl TermSink {
     }
 
     fn planned(&self, batches: &[Vec<String>]) {
-        let batch_style = ProgressStyle::with_template("{prefix:.bold} [{bar:20}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let batch_style =
+            ProgressStyle::with_template("{prefix:.bold} [{bar:20}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         let host_style = ProgressStyle::with_template("  {prefix} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let width = batches.iter().flatten().map(String::len).max().unwrap_or(4);
@@ -130,10 +131,9 @@ impl RolloutSink for TermSink {
                     return;
                 };
                 let text = match report.result {
-                    HostResult::Succeeded => format!(
-                        "ok in {}",
-                        tend::core::duration::tenths(report.duration)
-                    ),
+                    HostResult::Succeeded => {
+                        format!("ok in {}", tend::core::duration::tenths(report.duration))
+                    }
                     _ => format!("{}: {}", report.result, cut(&report.detail())),
                 };
                 // A rollback reports the host again: count it once.

@@ -156,7 +156,11 @@ fn screen(g: &Gathered) -> String {
                 let _ = writeln!(out, "  DOWN {name}: {reason}");
             }
             if m.down as usize > m.down_targets.len() {
-                let _ = writeln!(out, "  … and {} more", m.down as usize - m.down_targets.len());
+                let _ = writeln!(
+                    out,
+                    "  … and {} more",
+                    m.down as usize - m.down_targets.len()
+                );
             }
             Ok(())
         }
@@ -186,7 +190,12 @@ fn screen(g: &Gathered) -> String {
             let ok = r["results"]
                 .as_array()
                 .map_or(0, |a| a.iter().filter(|h| h["result"] == "ok").count());
-            let commit: String = r["commit"].as_str().unwrap_or("-").chars().take(12).collect();
+            let commit: String = r["commit"]
+                .as_str()
+                .unwrap_or("-")
+                .chars()
+                .take(12)
+                .collect();
             writeln!(
                 out,
                 "Release:   #{} {commit} {} ({}/{hosts} hosts ok), by {} {}, {}",
@@ -229,28 +238,45 @@ mod tests {
             }),
             fleet: Some(json!({"total": 2, "median": 41.25, "decision": "hold",
                 "at": "2025-01-01T00:00:00Z", "reason": "in band", "outcome": "nothing to do"})),
-            release: Some(json!({"id": 7, "commit": "0123456789abcdef", "state": "succeeded",
+            release: Some(
+                json!({"id": 7, "commit": "0123456789abcdef", "state": "succeeded",
                 "trigger": "cli", "started_by": "ops@box", "started_at": "2025-01-01T00:00:00Z",
-                "results": [{"result": "ok"}, {"result": "FAILED"}]})),
+                "results": [{"result": "ok"}, {"result": "FAILED"}]}),
+            ),
             cluster: None,
         };
         let s = screen(&g);
         assert!(s.contains("Monitors:  1 up, 1 down, 1 unknown"), "{s}");
         assert!(s.contains("  DOWN api: connection refused"), "{s}");
         assert!(s.contains("median load 41.2%; last decision hold"), "{s}");
-        assert!(s.contains("#7 0123456789ab succeeded (1/2 hosts ok), by cli ops@box"), "{s}");
+        assert!(
+            s.contains("#7 0123456789ab succeeded (1/2 hosts ok), by cli ops@box"),
+            "{s}"
+        );
         assert!(s.contains("Cluster:   single replica"), "{s}");
         assert!(down(&g));
         let quiet = Gathered::default();
         let s = screen(&quiet);
-        assert!(s.contains("Monitors:  not running") && s.contains("no autoscaler"), "{s}");
+        assert!(
+            s.contains("Monitors:  not running") && s.contains("no autoscaler"),
+            "{s}"
+        );
         assert!(!down(&quiet));
     }
 
     #[test]
     fn the_default_url_asks_loopback_for_an_unspecified_listen_address() {
-        assert_eq!(default_url("0.0.0.0:8080".parse().unwrap()), "http://127.0.0.1:8080");
-        assert_eq!(default_url("[::]:9000".parse().unwrap()), "http://[::1]:9000");
-        assert_eq!(default_url("10.1.2.3:80".parse().unwrap()), "http://10.1.2.3:80");
+        assert_eq!(
+            default_url("0.0.0.0:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            default_url("[::]:9000".parse().unwrap()),
+            "http://[::1]:9000"
+        );
+        assert_eq!(
+            default_url("10.1.2.3:80".parse().unwrap()),
+            "http://10.1.2.3:80"
+        );
     }
 }

@@ -179,7 +179,9 @@ fn scale_needs_cloud() {
 #[test]
 fn deploy_balancer_scale_needs_scale_balancer() {
     let deploy = "[deploy]\nhosts = [\"web1\"]\nsteps = [\"true\"]\nbalancer = \"scale\"\n";
-    let e = scale_errors(&format!("[cloud]\nprovider = \"local\"\n[scale]\nhigh = 90\n{deploy}"));
+    let e = scale_errors(&format!(
+        "[cloud]\nprovider = \"local\"\n[scale]\nhigh = 90\n{deploy}"
+    ));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].starts_with("t.toml:8:12: `deploy.balancer`") && e[0].contains("[scale.balancer]"),

@@ -350,7 +350,9 @@ impl<'de> Deserialize<'de> for DeployBalancer {
         impl<'de> de::Visitor<'de> for Visitor {
             type Value = DeployBalancer;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"scale\" or a [deploy.balancer] table with kind = \"elb\" or \"command\"")
+                f.write_str(
+                    "\"scale\" or a [deploy.balancer] table with kind = \"elb\" or \"command\"",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<DeployBalancer, E> {
                 match v {
@@ -586,7 +588,11 @@ max_body_bytes = 4096
 
     #[test]
     fn balancer_is_scale_or_a_table_of_its_own() {
-        let c = parse(&format!("{}balancer = \"scale\"\nmin_in_service = 2\n", base())).unwrap();
+        let c = parse(&format!(
+            "{}balancer = \"scale\"\nmin_in_service = 2\n",
+            base()
+        ))
+        .unwrap();
         assert_eq!(c.balancer, Some(DeployBalancer::Scale));
         assert_eq!(c.min_in_service, Some(2));
         assert_eq!(c.validate(), vec![]);

@@ -38,7 +38,8 @@ impl<S: RemoteSession, H: HealthCheck> HostWork<'_, S, H> {
     /// Deploys the host: drain, steps, health, rejoin.
     pub async fn deploy(&self) -> HostReport {
         let started = Instant::now();
-        self.sink.progress(&Progress::HostStarted { host: self.name() });
+        self.sink
+            .progress(&Progress::HostStarted { host: self.name() });
         let pass = self.pass(&self.host.steps).await;
         HostReport {
             host: self.name().to_owned(),
@@ -96,7 +97,8 @@ impl<S: RemoteSession, H: HealthCheck> HostWork<'_, S, H> {
             failure: Some(failure),
             in_service: self.balancer.is_none(),
         };
-        if let Err(failure) = run_steps(session, self.name(), steps, self.options, self.sink).await {
+        if let Err(failure) = run_steps(session, self.name(), steps, self.options, self.sink).await
+        {
             return failed(failure);
         }
         if let Some(url) = &self.host.health_url
@@ -110,7 +112,8 @@ impl<S: RemoteSession, H: HealthCheck> HostWork<'_, S, H> {
             if let Err(e) = balancer.register(&instance).await {
                 return self.failed(FailedStage::Register, e.to_string(), false);
             }
-            self.sink.progress(&Progress::Registered { host: self.name() });
+            self.sink
+                .progress(&Progress::Registered { host: self.name() });
         }
         Pass {
             failure: None,

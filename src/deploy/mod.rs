@@ -33,11 +33,11 @@ pub mod webhook;
 
 pub use config::{DeployConfig, WebhookConfig};
 pub use plan::{DeployContext, Plan, PlanError, build_plan};
-pub use report::{HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary};
-pub use sink::{JsonSink, WriterSink};
-pub use rollout::{Edges, RolloutOptions, deploy, run_rollout};
 pub use releases::{Release, ReleaseLog, StoreReleases};
+pub use report::{HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary};
+pub use rollout::{Edges, RolloutOptions, deploy, run_rollout};
 pub use service::{DeployServiceError, Deployer, Origin};
+pub use sink::{JsonSink, WriterSink};
 pub use state::Verdict;
 pub use target::Target;
 pub use webhook::{Refusal, Trigger, WebhookOutcome, WebhookRequest, verify};

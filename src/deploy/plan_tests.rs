@@ -449,12 +449,15 @@ fn min_in_service_holds_at_every_moment_of_small_rollouts() {
                 for min in 0..(n + others) {
                     for max_failures in 0..=1 {
                         for bits in 0..(1u32 << n) {
-                            let outcome: Vec<bool> =
-                                (0..n).map(|i| bits & (1 << i) == 0).collect();
+                            let outcome: Vec<bool> = (0..n).map(|i| bits & (1 << i) == 0).collect();
                             for rotate in 0..2 {
-                                let s =
-                                    RolloutState::from_batches(batches.clone(), n, max_failures, true)
-                                        .keeping(min, others);
+                                let s = RolloutState::from_batches(
+                                    batches.clone(),
+                                    n,
+                                    max_failures,
+                                    true,
+                                )
+                                .keeping(min, others);
                                 let (end, verdict) = drive_keeping(s, &outcome, rotate, min);
                                 let failed = outcome.iter().filter(|ok| !**ok).count();
                                 if verdict == Verdict::Succeeded {

@@ -253,7 +253,12 @@ mod tests {
         assert_eq!(rollback_target(&list).unwrap().id, 1);
         // The current release failed: the last success before it, even if it is the one just before.
         let c = release(3, Some("ccc"), "failed");
-        assert_eq!(rollback_target(&[c.clone(), b.clone(), a.clone()]).unwrap().id, 2);
+        assert_eq!(
+            rollback_target(&[c.clone(), b.clone(), a.clone()])
+                .unwrap()
+                .id,
+            2
+        );
         // Failed, abandoned, commit-less and same-commit releases are skipped.
         let list = [
             release(6, Some("fff"), "succeeded"),

@@ -312,7 +312,9 @@ pub fn releases_table(releases: &[super::Release]) -> String {
             [
                 r.id.to_string(),
                 r.started_at.clone(),
-                r.commit.as_deref().map_or("-".into(), |c| c.chars().take(12).collect()),
+                r.commit
+                    .as_deref()
+                    .map_or("-".into(), |c| c.chars().take(12).collect()),
                 trigger,
                 r.started_by.clone().unwrap_or_else(|| "-".into()),
                 hosts,
@@ -367,10 +369,18 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "ID  STARTED               COMMIT        TRIGGER          BY       HOSTS             STATE"
+            "ID  STARTED               COMMIT        TRIGGER         BY       HOSTS             STATE"
         );
-        assert!(lines[1].starts_with("3   2025-06-02T09:14:03Z  0123456789ab  rollback to #1   ops@box  2/2 ok"), "{table}");
-        assert!(lines[2].ends_with("1/2 ok, 1 failed  failed (rolled back by #3)"), "{table}");
+        assert!(
+            lines[1].starts_with(
+                "3   2025-06-02T09:14:03Z  0123456789ab  rollback to #1  ops@box  2/2 ok"
+            ),
+            "{table}"
+        );
+        assert!(
+            lines[2].ends_with("1/2 ok, 1 failed  failed (rolled back by #3)"),
+            "{table}"
+        );
         assert_eq!(releases_table(&[]).lines().last(), Some("(no release yet)"));
     }
 }

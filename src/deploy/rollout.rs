@@ -122,7 +122,11 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
                     let names: Vec<Vec<String>> = plan
                         .batches
                         .iter()
-                        .map(|b| b.iter().map(|&i| plan.hosts[i].target.name.clone()).collect())
+                        .map(|b| {
+                            b.iter()
+                                .map(|&i| plan.hosts[i].target.name.clone())
+                                .collect()
+                        })
                         .collect();
                     sink.progress(&Progress::Planned { batches: &names });
                     opening = Some(pool.open_all());
@@ -137,7 +141,8 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
                 }
                 state.started(&ids);
                 for i in ids {
-                    let handle = tasks.spawn(host_task(&plan, options, &pool, &edges, &sink, i, None));
+                    let handle =
+                        tasks.spawn(host_task(&plan, options, &pool, &edges, &sink, i, None));
                     task_host.insert(handle.id(), (i, false));
                 }
             }

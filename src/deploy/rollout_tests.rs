@@ -170,7 +170,14 @@ async fn run(
         health: Arc::new(health.clone()),
         balancer: None,
     };
-    let summary = run_rollout(plan, &options(), edges, sink.clone(), CancellationToken::new()).await;
+    let summary = run_rollout(
+        plan,
+        &options(),
+        edges,
+        sink.clone(),
+        CancellationToken::new(),
+    )
+    .await;
     (summary, ssh, health, sink)
 }
 
@@ -361,7 +368,14 @@ async fn shutdown_before_start_runs_nothing() {
         health: Arc::new(Arc::new(FakeHealth::default())),
         balancer: None,
     };
-    let summary = run_rollout(&p, &options(), edges, Arc::new(MemorySink::default()), token).await;
+    let summary = run_rollout(
+        &p,
+        &options(),
+        edges,
+        Arc::new(MemorySink::default()),
+        token,
+    )
+    .await;
     assert_eq!(summary.verdict, Verdict::Cancelled);
     assert!(ssh.log().is_empty());
 }
@@ -437,7 +451,13 @@ async fn run_drained(plan: &Plan) -> (RolloutSummary, Vec<String>) {
 
 #[tokio::test]
 async fn a_host_leaves_the_balancer_before_its_steps_and_returns_after_its_health_check() {
-    let p = plan(&["h1", "h2"], &["one", "two"], 1, Some("http://{address}/ok"), &[]);
+    let p = plan(
+        &["h1", "h2"],
+        &["one", "two"],
+        1,
+        Some("http://{address}/ok"),
+        &[],
+    );
     let (summary, log) = run_drained(&p).await;
     assert_eq!(summary.verdict, Verdict::Succeeded, "{}", summary.table());
     for h in ["h1", "h2"] {
@@ -457,7 +477,13 @@ async fn a_host_leaves_the_balancer_before_its_steps_and_returns_after_its_healt
 
 #[tokio::test]
 async fn an_unhealthy_host_stays_out_of_the_balancer() {
-    let p = plan(&["h1-sick", "h2"], &["one"], 1, Some("http://{address}/x"), &[]);
+    let p = plan(
+        &["h1-sick", "h2"],
+        &["one"],
+        1,
+        Some("http://{address}/x"),
+        &[],
+    );
     let (summary, log) = run_drained(&p).await;
     assert_eq!(summary.verdict, Verdict::Failed);
     assert!(log.contains(&"h1-sick deregister".to_owned()));
@@ -465,7 +491,8 @@ async fn an_unhealthy_host_stays_out_of_the_balancer() {
     assert_eq!(summary.left_out(), ["h1-sick"]);
     assert!(summary.table().contains("left out of the balancer"));
     assert!(
-        !log.iter().any(|l| l.starts_with("h2 $") || l == "h2 deregister"),
+        !log.iter()
+            .any(|l| l.starts_with("h2 $") || l == "h2 deregister"),
         "h2 never starts: {log:#?}"
     );
 }
@@ -474,15 +501,25 @@ async fn an_unhealthy_host_stays_out_of_the_balancer() {
 async fn an_unreachable_host_is_never_taken_out_and_a_failed_drain_fails_the_host() {
     let p = plan(&["down1"], &["one"], 1, None, &[]);
     let (summary, log) = run_drained(&p).await;
-    assert_eq!(summary.hosts[0].failure.as_ref().unwrap().stage, FailedStage::Connect);
+    assert_eq!(
+        summary.hosts[0].failure.as_ref().unwrap().stage,
+        FailedStage::Connect
+    );
     assert!(!log.iter().any(|l| l.contains("deregister")), "{log:#?}");
     assert!(summary.left_out().is_empty(), "still in service");
     let p = plan(&["h1-fail-drain"], &["one"], 1, None, &[]);
     let (summary, log) = run_drained(&p).await;
     let failure = summary.hosts[0].failure.as_ref().unwrap();
     assert_eq!(failure.stage, FailedStage::Deregister);
-    assert!(failure.reason.contains("exit status 1"), "{}", failure.reason);
-    assert!(!log.iter().any(|l| l.contains(" $ ")), "no step ran: {log:#?}");
+    assert!(
+        failure.reason.contains("exit status 1"),
+        "{}",
+        failure.reason
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(" $ ")),
+        "no step ran: {log:#?}"
+    );
 }
 
 #[test]

@@ -262,7 +262,10 @@ impl Deployer {
                 .ok_or(DeployServiceError::NoScaleBalancer)?,
         };
         let aws = self.cloud.as_ref().and_then(|c| c.aws.as_ref());
-        let retry = self.cloud.as_ref().map_or_else(Retry::default, |c| c.retry.clone());
+        let retry = self
+            .cloud
+            .as_ref()
+            .map_or_else(Retry::default, |c| c.retry.clone());
         crate::balancer::build(config, aws, retry)
             .await
             .map(Some)
@@ -388,7 +391,11 @@ fn failure_alert(id: i64, plan: &Plan, summary: &RolloutSummary) -> Option<Alert
     let _ = write!(body, "\n{}", summary.table());
     let mut subject = format!("Deploy #{id} failed on {}: {}", host.host, failure.reason);
     if !left_out.is_empty() {
-        let _ = write!(subject, "; left out of the balancer: {}", left_out.join(", "));
+        let _ = write!(
+            subject,
+            "; left out of the balancer: {}",
+            left_out.join(", ")
+        );
     }
     Some(Alert::new(
         Event::DeployFailed,

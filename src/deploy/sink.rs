@@ -197,8 +197,14 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines[0], serde_json::json!({"event": "planned", "batches": [["web1"]]}));
-        assert_eq!(lines[1], serde_json::json!({"event": "deregistered", "host": "web1"}));
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"event": "planned", "batches": [["web1"]]})
+        );
+        assert_eq!(
+            lines[1],
+            serde_json::json!({"event": "deregistered", "host": "web1"})
+        );
         assert_eq!(lines[2]["line"], "Already up to date.");
         assert_eq!(lines[3]["ok"], false);
         assert_eq!(lines[3]["error"], "GET http://web1/health: HTTP 503");

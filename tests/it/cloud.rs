@@ -189,14 +189,21 @@ async fn elb_drain_reads_the_deregistration_delay_and_deregisters() {
     elb.drain(&i).await.unwrap();
     assert!(crate::scale::targets(&sdk, &arn).await.is_empty());
     // moto drops a deregistered target at once (no `draining` state): the drain ends without waiting the delay.
-    assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
     let actions = proxy.actions();
     assert_eq!(
         &actions[..2],
         ["DescribeTargetGroupAttributes", "DeregisterTargets"],
         "{actions:?}"
     );
-    assert!(actions.contains(&"DescribeTargetHealth".to_owned()), "{actions:?}");
+    assert!(
+        actions.contains(&"DescribeTargetHealth".to_owned()),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,7 +95,9 @@ impl Drain {
         let out = dir.path().join("out");
         let o = out.display();
         let steps = [
-            format!("echo $(date +%s%N) step1 {{name}} >> {l}; mkdir -p {o}; echo {{commit}} > {o}/{{host}}"),
+            format!(
+                "echo $(date +%s%N) step1 {{name}} >> {l}; mkdir -p {o}; echo {{commit}} > {o}/{{host}}"
+            ),
             "sleep 0.2".to_owned(),
             format!("echo $(date +%s%N) step3 {{name}} >> {l}"),
         ];
@@ -139,7 +141,9 @@ impl Drain {
             })
             .collect();
         rows.sort_by_key(|r| r.0);
-        rows.into_iter().map(|(_, what, host)| (what, host)).collect()
+        rows.into_iter()
+            .map(|(_, what, host)| (what, host))
+            .collect()
     }
 
     /// The commit deployed on `host`.
@@ -244,10 +248,7 @@ fn min_in_service_holds_at_every_moment_of_a_4_host_rollout() {
     let o = d.tend(&["deploy", "--commit", A]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let events = d.events();
-    assert_eq!(
-        events.iter().filter(|(w, _)| w == "deregister").count(),
-        4
-    );
+    assert_eq!(events.iter().filter(|(w, _)| w == "deregister").count(), 4);
     assert_eq!(events.iter().filter(|(w, _)| w == "register").count(), 4);
     assert_eq!(fewest_in_service(&events, 4), 3, "{events:#?}");
 
@@ -401,22 +402,30 @@ fn tend_status_reads_a_running_daemon() {
     let o = d.tend(&["deploy", "--commit", A]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let config = d.dir.path().join("tend.toml");
-    let body = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[web]\nenabled = false", &format!("[web]\nlisten = \"127.0.0.1:{port}\""));
+    let body = std::fs::read_to_string(&config).unwrap().replace(
+        "[web]\nenabled = false",
+        &format!("[web]\nlisten = \"127.0.0.1:{port}\""),
+    );
     std::fs::write(&config, body).unwrap();
     let mut daemon = Tend::start(d.dir.path(), &["run"]);
     let url = format!("http://127.0.0.1:{port}");
-    let o = wait_for("status to show the closed port down", Duration::from_secs(30), || {
-        let o = d.tend(&["status", "--url", &url]);
-        String::from_utf8_lossy(&o.stdout)
-            .contains("1 up, 1 down")
-            .then_some(o)
-    });
+    let o = wait_for(
+        "status to show the closed port down",
+        Duration::from_secs(30),
+        || {
+            let o = d.tend(&["status", "--url", &url]);
+            String::from_utf8_lossy(&o.stdout)
+                .contains("1 up, 1 down")
+                .then_some(o)
+        },
+    );
     let screen = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(1), "a monitor is down: {screen}");
     assert!(screen.contains("DOWN closed-port"), "{screen}");
-    assert!(screen.contains("Release:   #1 aaaaaaaaaaaa succeeded (1/1 hosts ok), by cli"), "{screen}");
+    assert!(
+        screen.contains("Release:   #1 aaaaaaaaaaaa succeeded (1/1 hosts ok), by cli"),
+        "{screen}"
+    );
     assert!(screen.contains("Fleet:     no autoscaler"), "{screen}");
     assert!(screen.contains("Cluster:   single replica"), "{screen}");
     daemon.stop();
