@@ -4,10 +4,8 @@ use super::*;
 use crate::deploy::config::Batch;
 use crate::deploy::health::Unhealthy;
 use crate::deploy::plan::{DeployContext, build_plan};
-use crate::deploy::sink::WriterSink;
 use crate::deploy::ssh::{RemoteSession, SshError};
 use crate::deploy::target::Target;
-use std::io::Write;
 use std::sync::Mutex;
 
 /// Fake SSH: a command containing `fail` exits 3 after printing `boom`; `hang` never ends; a host
@@ -520,28 +518,4 @@ async fn an_unreachable_host_is_never_taken_out_and_a_failed_drain_fails_the_hos
         !log.iter().any(|l| l.contains(" $ ")),
         "no step ran: {log:#?}"
     );
-}
-
-#[test]
-fn writer_sink_prefixes_lines() {
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Shared::default();
-    let sink = WriterSink::new(buf.clone());
-    sink.output("web1", "Already up to date.");
-    sink.progress(&Progress::StepStarted {
-        host: "web1",
-        command: "git pull",
-    });
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(text, "web1 | Already up to date.\nweb1: $ git pull\n");
 }

@@ -171,6 +171,19 @@ mod tests {
     }
 
     #[test]
+    fn writer_sink_prefixes_lines() {
+        let buf = Shared::default();
+        let sink = WriterSink::new(buf.clone());
+        sink.output("web1", "Already up to date.");
+        sink.progress(&Progress::StepStarted {
+            host: "web1",
+            command: "git pull",
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "web1 | Already up to date.\nweb1: $ git pull\n");
+    }
+
+    #[test]
     fn json_sink_writes_one_object_per_event() {
         let buf = Shared::default();
         let sink = JsonSink::new(buf.clone());
