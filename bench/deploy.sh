@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Deploy benchmark: the same 3 steps to N loopback sshd "hosts" with the real tend binary
 # (`tend deploy --config FILE --commit SHA`, batch 10) and with ansible-playbook (ansible-core, forks 10,
-# serial 10, pipelining on); wall time of each and the ratio tend/ansible, in one run.
+# serial 10, pipelining on); wall time of each and the ratio tend/ansible, for each N, in one run.
 #
 # Usage: cargo build --release && bench/deploy.sh     (run as root: each host is a private sshd on 127.0.0.1)
-# Env:   HOSTS=20                   number of hosts
+# Env:   HOSTS="20 50"              the host counts, one rollout of each tool per count
 #        TEND=/path/to/tend         the binary; default ${CARGO_TARGET_DIR:-target}/release/tend
 #        ANSIBLE_VENV=DIR           venv holding ansible-core (created with pip if missing;
 #                                   default ${CARGO_TARGET_DIR:-target}/ansible-venv)
 #        KEEP=1                     keep the work directory (configs, logs) for inspection
 set -euo pipefail
 
-N=${HOSTS:-20}
+SIZES=(${HOSTS:-20 50})
+N=0; for n in "${SIZES[@]}"; do [ "$n" -gt "$N" ] && N=$n; done   # sshd to start: the largest count
 BATCH=10
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -82,11 +83,24 @@ OUT="$WORK/out"
 STEP1="mkdir -p $OUT/HOST && echo $COMMIT > $OUT/HOST/REVISION"
 STEP2="sleep 1"
 STEP3="test -s $OUT/HOST/REVISION"
+AHOST='127.0.0.1:{{ ansible_port }}'
+cat > "$WORK/playbook.yml" <<CONF
+- hosts: targets
+  gather_facts: false
+  serial: $BATCH
+  tasks:
+    - ansible.builtin.shell: "${STEP1//HOST/$AHOST}"
+    - ansible.builtin.shell: "$STEP2"
+    - ansible.builtin.shell: "${STEP3//HOST/$AHOST}"
+CONF
 
-hosts_toml=$(printf '"127.0.0.1:%s", ' "${PORTS[@]}")
-cat > "$WORK/tend.toml" <<CONF
+# Both configs for the first $1 hosts.
+configure() {
+    local n=$1 ports=("${PORTS[@]:0:$1}")
+    local hosts_toml; hosts_toml=$(printf '"127.0.0.1:%s", ' "${ports[@]}")
+    cat > "$WORK/tend.toml" <<CONF
 [store]
-path = "$WORK/tend.db"
+path = "$WORK/tend-$n.db"
 
 [web]
 enabled = false
@@ -100,53 +114,51 @@ ssh_config = "$WORK/ssh_config"
 batch = $BATCH
 steps = ["${STEP1//HOST/\{host\}}", "$STEP2", "${STEP3//HOST/\{host\}}"]
 CONF
-
-{
-    echo "[targets]"
-    i=0; for port in "${PORTS[@]}"; do i=$((i+1)); echo "h$i ansible_host=127.0.0.1 ansible_port=$port"; done
-    echo "[targets:vars]"
-    echo "ansible_user=root"
-    echo "ansible_python_interpreter=/usr/bin/python3"
-    echo "ansible_ssh_private_key_file=$WORK/client_key"
-    echo "ansible_ssh_common_args='-F $WORK/ssh_config -o UserKnownHostsFile=$WORK/known_hosts -o StrictHostKeyChecking=yes'"
-} > "$WORK/inventory.ini"
-AHOST='127.0.0.1:{{ ansible_port }}'
-cat > "$WORK/playbook.yml" <<CONF
-- hosts: targets
-  gather_facts: false
-  serial: $BATCH
-  tasks:
-    - ansible.builtin.shell: "${STEP1//HOST/$AHOST}"
-    - ansible.builtin.shell: "$STEP2"
-    - ansible.builtin.shell: "${STEP3//HOST/$AHOST}"
-CONF
+    {
+        echo "[targets]"
+        local i=0 port
+        for port in "${ports[@]}"; do i=$((i+1)); echo "h$i ansible_host=127.0.0.1 ansible_port=$port"; done
+        echo "[targets:vars]"
+        echo "ansible_user=root"
+        echo "ansible_python_interpreter=/usr/bin/python3"
+        echo "ansible_ssh_private_key_file=$WORK/client_key"
+        echo "ansible_ssh_common_args='-F $WORK/ssh_config -o UserKnownHostsFile=$WORK/known_hosts -o StrictHostKeyChecking=yes'"
+    } > "$WORK/inventory.ini"
+}
 
 check_written() {
     local n; n=$(find "$OUT" -name REVISION 2>/dev/null | wc -l)
-    [ "$n" -eq "$N" ] || { echo "$1 wrote $n of $N files" >&2; exit 1; }
+    [ "$n" -eq "$2" ] || { echo "$1 wrote $n of $2 files" >&2; exit 1; }
     rm -rf "$OUT"
 }
 
-# --- run ---
-t0=$(now)
-"$TEND" deploy --config "$WORK/tend.toml" --commit $COMMIT >"$WORK/tend.log" 2>&1 || { cat "$WORK/tend.log" >&2; exit 1; }
-t1=$(now)
-check_written tend
+# --- run: for each size, tend then ansible ---
+RESULTS=()
+for n in "${SIZES[@]}"; do
+    configure "$n"
+    t0=$(now)
+    "$TEND" deploy --config "$WORK/tend.toml" --commit $COMMIT >"$WORK/tend-$n.log" 2>&1 || { cat "$WORK/tend-$n.log" >&2; exit 1; }
+    t1=$(now)
+    check_written tend "$n"
 
-t2=$(now)
-ANSIBLE_FORKS=$BATCH ANSIBLE_PIPELINING=True ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_LOCAL_TEMP="$WORK/ansible-tmp" \
-    "$VENV/bin/ansible-playbook" -i "$WORK/inventory.ini" "$WORK/playbook.yml" >"$WORK/ansible.log" 2>&1 \
-    || { cat "$WORK/ansible.log" >&2; exit 1; }
-t3=$(now)
-check_written ansible
+    t2=$(now)
+    ANSIBLE_FORKS=$BATCH ANSIBLE_PIPELINING=True ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_LOCAL_TEMP="$WORK/ansible-tmp" \
+        "$VENV/bin/ansible-playbook" -i "$WORK/inventory.ini" "$WORK/playbook.yml" >"$WORK/ansible-$n.log" 2>&1 \
+        || { cat "$WORK/ansible-$n.log" >&2; exit 1; }
+    t3=$(now)
+    check_written ansible "$n"
+    RESULTS+=("$n $t0 $t1 $t2 $t3")
+    echo "hosts=$n done" >&2
+done
 
-python3 - "$t0" "$t1" "$t2" "$t3" "$N" <<'PY'
+python3 - "$BATCH" "${RESULTS[@]}" <<'PY'
 import sys
-t0, t1, t2, t3 = map(float, sys.argv[1:5])
-tend, ansible = t1 - t0, t3 - t2
-print(f"hosts={sys.argv[5]} batch/forks=10 steps=3")
-print(f"tend:    {tend:6.2f}s")
-print(f"ansible: {ansible:6.2f}s")
+batch, rows = sys.argv[1], [r.split() for r in sys.argv[2:]]
+lines = []
+for n, t0, t1, t2, t3 in rows:
+    tend, ansible = float(t1) - float(t0), float(t3) - float(t2)
+    print(f"hosts={n} batch/forks={batch} steps=3: tend {tend:6.2f}s  ansible {ansible:6.2f}s")
+    lines.append(f"ratio tend/ansible at {n} hosts = {tend / ansible:.2f}x (goal <= 0.3x)")
 print("== summary")
-print(f"ratio tend/ansible = {tend / ansible:.2f}x (goal <= 0.5x)")
+print("\n".join(lines))
 PY

@@ -141,6 +141,7 @@ pub async fn run(
         web = web.lane(Arc::new(crate::scale::web::FleetLane(
             handles.store.clone(),
         )));
+        web = web.routes(crate::scale::web::routes(status.clone()));
         let (scale, cloud, h) = (scale.clone(), cloud.clone(), handles.clone());
         let (token, cluster) = (shutdown.clone(), cluster.clone());
         tasks.spawn(supervise("scale", shutdown.clone(), move || {
@@ -166,7 +167,8 @@ pub async fn run(
             config.cloud.clone(),
             handles.store.clone(),
             handles.alerter.clone(),
-        );
+        )
+        .with_scale_balancer(config.scale.as_ref().and_then(|s| s.balancer.clone()));
         web = web
             .section(Arc::new(crate::deploy::web::DeploySection(
                 handles.store.clone(),

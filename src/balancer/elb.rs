@@ -1,6 +1,8 @@
 //! The `elb` balancer: instances join and leave an ELBv2 target group (ALB or NLB) through the official SDK.
 
-use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
 use serde::Deserialize;
 
 use super::Balancer;
@@ -34,6 +36,11 @@ impl ElbConfig {
         vec![]
     }
 }
+
+/// AWS's deregistration delay when the target group does not say.
+const DEFAULT_DEREGISTRATION_DELAY_SECS: u64 = 300;
+/// How often a drain looks at the target's state.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
 
 /// Registers instances in one target group.
 #[derive(Debug, Clone)]
@@ -75,6 +82,46 @@ impl ElbBalancer {
         }
     }
 
+    /// The target group's deregistration delay (`deregistration_delay.timeout_seconds`; AWS's default is 300 s).
+    pub async fn deregistration_delay(&self) -> Result<Duration, CloudError> {
+        let out = self
+            .retry
+            .run("elbv2:DescribeTargetGroupAttributes", || {
+                self.client
+                    .describe_target_group_attributes()
+                    .target_group_arn(&self.config.target_group_arn)
+                    .send()
+                    .classified("elbv2:DescribeTargetGroupAttributes")
+            })
+            .await?;
+        let seconds = out
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+            .and_then(|a| a.value())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(DEFAULT_DEREGISTRATION_DELAY_SECS);
+        Ok(Duration::from_secs(seconds))
+    }
+
+    /// Whether the target group still drains `instance` (its state is `draining`).
+    async fn draining(&self, instance: &Instance) -> Result<bool, CloudError> {
+        let out = self
+            .retry
+            .run("elbv2:DescribeTargetHealth", || {
+                self.client
+                    .describe_target_health()
+                    .target_group_arn(&self.config.target_group_arn)
+                    .targets(self.target(instance))
+                    .send()
+                    .classified("elbv2:DescribeTargetHealth")
+            })
+            .await?;
+        Ok(out.target_health_descriptions().iter().any(|d| {
+            d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Draining)
+        }))
+    }
+
     fn target(&self, instance: &Instance) -> TargetDescription {
         TargetDescription::builder()
             .id(&instance.id)
@@ -113,6 +160,20 @@ impl Balancer for ElbBalancer {
                 })
                 .await
                 .map(|_| ())
+        })
+    }
+
+    /// Deregisters, then waits while the target is `draining`: until its connections end (ELB then finishes
+    /// early) or the target group's deregistration delay is over.
+    fn drain<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()> {
+        Box::pin(async move {
+            let delay = self.deregistration_delay().await?;
+            self.deregister(instance).await?;
+            let deadline = tokio::time::Instant::now() + delay;
+            while tokio::time::Instant::now() < deadline && self.draining(instance).await? {
+                tokio::time::sleep(DRAIN_POLL.min(delay)).await;
+            }
+            Ok(())
         })
     }
 }

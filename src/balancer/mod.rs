@@ -20,6 +20,12 @@ pub trait Balancer: Send + Sync {
     fn register<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()>;
     /// Removes `instance` (removing one not registered is not an error).
     fn deregister<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()>;
+    /// Removes `instance` and returns once the balancer sends it no more traffic (a deploy calls this before
+    /// changing a host). The default is [`Balancer::deregister`]: a `command` balancer is drained when its
+    /// command ends; `elb` waits out the target group's deregistration delay.
+    fn drain<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()> {
+        self.deregister(instance)
+    }
 }
 
 /// `[scale.balancer]`: where new instances are registered; `kind` picks which.

@@ -1,14 +1,20 @@
-//! `tend deploy`: the plan (`--dry-run`) or the rollout, its output as it happens and a summary table.
+//! `tend deploy`: the plan (`--dry-run`) or the rollout (`--rollback`: back to the last good release), its
+//! progress as it happens (live lines on a terminal, plain lines otherwise, JSON lines with `--json`) and a
+//! summary.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use tend::config::Config;
-use tend::deploy::{DeployContext, Deployer, WriterSink};
+use tend::deploy::JsonSink;
+use tend::deploy::report::summary_json;
+use tend::deploy::{DeployContext, Deployer, Origin, RolloutSink, WriterSink};
 use tend::log::Console;
 
+use super::progress::TermSink;
 use super::{Status, Usage};
 
 /// The flags of `tend deploy`.
@@ -21,11 +27,19 @@ pub struct Args {
     #[arg(long, value_name = "HOST")]
     only: Option<String>,
     /// The commit to deploy, for {commit} in the steps.
-    #[arg(long, value_name = "SHA")]
+    #[arg(long, value_name = "SHA", conflicts_with = "rollback")]
     commit: Option<String>,
     /// The branch, for {branch} in the steps.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "rollback")]
     branch: Option<String>,
+    /// Redeploy the last successful release before the current one (its commit and branch), with the same
+    /// steps and draining.
+    #[arg(long)]
+    rollback: bool,
+    /// Print one JSON object per line for each event, then a summary object (for scripts); only warnings and
+    /// errors are logged (on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Plans, then prints the plan or runs it; unhealthy when the rollout failed.
@@ -33,31 +47,68 @@ pub async fn run(config: Config, console: Console, args: Args) -> anyhow::Result
     let Some(deploy) = config.deploy.clone() else {
         return Err(Usage("the config has no [deploy] section".into()).into());
     };
+    // Stdout carries only the JSON lines: log lines below warnings (which go to stderr) are not printed.
+    let console = match args.json {
+        true => Console {
+            level: console.level.max(tend::log::Level::Warning),
+            format: console.format,
+        },
+        false => console,
+    };
     let handles = super::open(&config, console)?;
     let deployer = Deployer::new(
         deploy,
         config.cloud.clone(),
         handles.store.clone(),
         handles.alerter.clone(),
-    );
-    let result = async {
+    )
+    .with_scale_balancer(config.scale.as_ref().and_then(|s| s.balancer.clone()));
+    let result = rollout(&deployer, args).await;
+    handles.alerter.stop(Duration::from_secs(5)).await;
+    Ok(result?)
+}
+
+async fn rollout(
+    deployer: &Deployer,
+    args: Args,
+) -> Result<Status, tend::deploy::DeployServiceError> {
+    let (plan, origin) = if args.rollback {
+        let (plan, target) = deployer.rollback_plan(args.only.as_deref()).await?;
+        if !args.json {
+            println!(
+                "Rolling back to release #{} (commit {}, deployed {})",
+                target.id,
+                target.commit.as_deref().unwrap_or("-"),
+                target.started_at
+            );
+        }
+        (plan, Origin::rollback(target.id))
+    } else {
         let context = DeployContext {
             commit: args.commit,
             branch: args.branch,
         };
         let plan = deployer.plan(context, args.only.as_deref()).await?;
-        if args.dry_run {
-            print!("{plan}");
-            return Ok(Status::Ok);
-        }
-        let shutdown = CancellationToken::new();
-        tend::runtime::cancel_on_signals(shutdown.clone());
-        let sink = Arc::new(WriterSink::stdout());
-        let (id, summary) = deployer.run(plan, "cli", sink, shutdown).await?;
-        println!("\nDeploy #{id}:\n{}", summary.table());
-        Ok::<_, tend::deploy::DeployServiceError>(Status::failed_if(summary.exit_code() != 0))
+        (plan, Origin::cli())
+    };
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(Status::Ok);
     }
-    .await;
-    handles.alerter.stop(Duration::from_secs(5)).await;
-    Ok(result?)
+    let shutdown = CancellationToken::new();
+    tend::runtime::cancel_on_signals(shutdown.clone());
+    let sink: Arc<dyn RolloutSink> = if args.json {
+        Arc::new(JsonSink::stdout())
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(TermSink::new())
+    } else {
+        Arc::new(WriterSink::stdout())
+    };
+    let (id, summary) = deployer.run(plan, &origin, sink, shutdown).await?;
+    if args.json {
+        println!("{}", summary_json(id, &summary));
+    } else {
+        println!("\nDeploy #{id}:\n{}", summary.table());
+    }
+    Ok(Status::failed_if(summary.exit_code() != 0))
 }

@@ -56,8 +56,13 @@ pub fn code(error: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<DeployServiceError>() {
             return match e {
-                DeployServiceError::NoCloud | DeployServiceError::Plan(_) => 2,
-                DeployServiceError::Locked { .. } | DeployServiceError::Fleet(_) => 1,
+                DeployServiceError::NoCloud
+                | DeployServiceError::Plan(_)
+                | DeployServiceError::NoRollback(_)
+                | DeployServiceError::NoScaleBalancer => 2,
+                DeployServiceError::Locked { .. }
+                | DeployServiceError::Fleet(_)
+                | DeployServiceError::Balancer(_) => 1,
                 _ => 3,
             };
         }

@@ -20,9 +20,12 @@ mod exit;
 mod fleet;
 mod monitor;
 mod notify;
+mod progress;
+mod releases;
 mod run;
 mod silence;
 mod simulate;
+mod status;
 
 pub use exit::{Status, Usage};
 
@@ -100,13 +103,24 @@ enum Command {
     /// Roll the configured steps out to the hosts, batch by batch, with a health check after each host.
     ///
     /// Stops at the first failure (or after max_failures), alerts, and exits 1. Two deploys never run at once.
+    /// With [deploy] balancer, each host leaves the balancer while it changes.
     ///
-    /// Example: tend deploy --commit 3f2c1ab --dry-run
+    /// Example: tend deploy --commit 3f2c1ab --dry-run; tend deploy --rollback
     Deploy(deploy::Args),
     /// The cluster as etcd holds it: members, the leader, whether etcd answers (exit 1 if not, or no leader).
     ///
     /// Example: tend cluster --json
     Cluster(cluster::Args),
+    /// List the releases (every deploy: commit, when, who, each host's result), newest first.
+    ///
+    /// Example: tend releases --json
+    Releases(releases::Args),
+    /// One screen from a running tend: monitors, fleet and last scaling decision, last release, cluster leader.
+    ///
+    /// Exits 1 if a monitor is down or the daemon cannot be reached.
+    ///
+    /// Example: tend status --url http://127.0.0.1:8080
+    Status(status::Args),
     /// Replay a load trace against scaling policies: tend's own, the seed's, AWS's and Kubernetes'.
     ///
     /// Example: tend simulate --trace load.csv --step 30s --sweep --svg fleet.svg
@@ -177,6 +191,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Notify(args) => with_runtime(notify::run(config, console, args)),
         Command::Monitor(args) => with_runtime(monitor::run(config, console, args)),
         Command::Deploy(args) => with_runtime(deploy::run(config, console, args)),
+        Command::Releases(args) => with_runtime(releases::run(config, args)),
+        Command::Status(args) => with_runtime(status::run(config, args)),
         Command::Fleet(args) => with_runtime(fleet::fleet(config, console, args)),
         Command::Scale(args) => with_runtime(fleet::scale(config, console, args)),
         Command::Cluster(args) => with_runtime(cluster::run(config, args)),

@@ -149,6 +149,17 @@ impl Config {
         ));
         if let Some(d) = &self.deploy {
             out.extend(d.validate());
+            let scale_balancer = self.scale.as_ref().and_then(|s| s.balancer.as_ref());
+            if matches!(
+                d.balancer,
+                Some(crate::deploy::config::DeployBalancer::Scale)
+            ) && scale_balancer.is_none()
+            {
+                out.push(Invalid::new(
+                    "deploy.balancer",
+                    "\"scale\" reuses [scale.balancer], which is not configured",
+                ));
+            }
         }
         if let Some(cloud) = &self.cloud {
             out.extend(cloud.validate());

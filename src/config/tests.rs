@@ -175,3 +175,21 @@ fn scale_needs_cloud() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("[cloud]"), "{e:?}");
 }
+
+#[test]
+fn deploy_balancer_scale_needs_scale_balancer() {
+    let deploy = "[deploy]\nhosts = [\"web1\"]\nsteps = [\"true\"]\nbalancer = \"scale\"\n";
+    let e = scale_errors(&format!(
+        "[cloud]\nprovider = \"local\"\n[scale]\nhigh = 90\n{deploy}"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.toml:8:12: `deploy.balancer`") && e[0].contains("[scale.balancer]"),
+        "{e:?}"
+    );
+    let ok = format!(
+        "[cloud]\nprovider = \"local\"\n[scale]\nhigh = 90\n[scale.balancer]\nkind = \"command\"\n\
+         register = \"true\"\nderegister = \"true\"\n{deploy}"
+    );
+    assert_eq!(scale_errors(&ok), Vec::<String>::new());
+}

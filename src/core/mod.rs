@@ -12,6 +12,7 @@ pub mod invalid;
 pub mod level;
 pub mod secret;
 pub mod stats;
+pub mod table;
 pub mod template;
 pub mod time;
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use super::target::Target;
+use crate::balancer::BalancerConfig;
 use crate::core::template::{self, Template};
 use crate::core::{Invalid, Secret};
 
@@ -89,6 +90,15 @@ pub struct DeployConfig {
     /// Commands run on every host of the batch that failed the rollout (same placeholders as `steps`).
     #[serde(default)]
     pub rollback_steps: Vec<String>,
+    /// Take each host out of a load balancer while it changes: `"scale"` reuses `[scale.balancer]`, or a
+    /// `[deploy.balancer]` table of its own (`kind = "elb"` or `"command"`, as `[scale.balancer]`). A host is
+    /// deregistered (and drained) before its first step and registered again only once its health check passes.
+    #[serde(default)]
+    pub balancer: Option<DeployBalancer>,
+    /// Hosts kept in the balancer at every moment of a rollout [default: all hosts but one batch]; a batch waits
+    /// rather than go below it. Needs `balancer`.
+    #[serde(default)]
+    pub min_in_service: Option<usize>,
     /// `[deploy.webhook]`: the signed CI trigger (`POST /hooks/deploy`); absent = no webhook.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
@@ -106,6 +116,22 @@ pub struct WebhookConfig {
     /// Largest request body accepted, in bytes; larger ones get 413 before any parsing.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+}
+
+/// `[deploy] balancer`: which balancer hosts leave while they change.
+#[derive(Debug, Clone)]
+pub enum DeployBalancer {
+    /// `balancer = "scale"`: the `[scale.balancer]` table.
+    Scale,
+    /// A `[deploy.balancer]` table of its own.
+    Own(BalancerConfig),
+}
+
+impl PartialEq for DeployBalancer {
+    fn eq(&self, other: &Self) -> bool {
+        // BalancerConfig has no PartialEq; its Debug form names every field.
+        format!("{self:?}") == format!("{other:?}")
+    }
 }
 
 /// Where the hosts come from.
@@ -223,6 +249,14 @@ impl DeployConfig {
         if let Some(hook) = &self.webhook {
             out.extend(hook.validate());
         }
+        match (&self.balancer, self.min_in_service) {
+            (Some(DeployBalancer::Own(b)), _) => out.extend(b.validate("deploy.balancer")),
+            (None, Some(_)) => out.push(Invalid::new(
+                "deploy.min_in_service",
+                "needs deploy.balancer: without a balancer no host is taken out of service",
+            )),
+            _ => {}
+        }
         out
     }
 }
@@ -307,6 +341,33 @@ impl<'de> Deserialize<'de> for Hosts {
                 .collect::<Result<_, _>>()
                 .map(Hosts::List),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeployBalancer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = DeployBalancer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "\"scale\" or a [deploy.balancer] table with kind = \"elb\" or \"command\"",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DeployBalancer, E> {
+                match v {
+                    "scale" => Ok(DeployBalancer::Scale),
+                    other => Err(E::custom(format!(
+                        "{other:?}: write \"scale\" to reuse [scale.balancer], or a [deploy.balancer] table"
+                    ))),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<DeployBalancer, A::Error> {
+                BalancerConfig::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(DeployBalancer::Own)
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -523,5 +584,46 @@ max_body_bytes = 4096
         .unwrap();
         let e = c.validate().remove(0);
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn balancer_is_scale_or_a_table_of_its_own() {
+        let c = parse(&format!(
+            "{}balancer = \"scale\"\nmin_in_service = 2\n",
+            base()
+        ))
+        .unwrap();
+        assert_eq!(c.balancer, Some(DeployBalancer::Scale));
+        assert_eq!(c.min_in_service, Some(2));
+        assert_eq!(c.validate(), vec![]);
+        let c = parse(&format!(
+            "{}[deploy.balancer]\nkind = \"command\"\nregister = \"add {{address}}\"\nderegister = \"del {{address}}\"\n",
+            base()
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.balancer,
+            Some(DeployBalancer::Own(BalancerConfig::Command(_)))
+        ));
+        assert_eq!(c.min_in_service, None);
+        let e = parse(&format!("{}balancer = \"haproxy\"\n", base())).unwrap_err();
+        assert!(e.contains("\"haproxy\"") && e.contains("scale"), "{e}");
+        let e = parse(&format!(
+            "{}[deploy.balancer]\nkind = \"command\"\nregister = \"x\"\nderegistr = \"y\"\n",
+            base()
+        ))
+        .unwrap_err();
+        assert!(e.contains("deregistr"), "{e}");
+        let c = parse(&format!(
+            "{}[deploy.balancer]\nkind = \"command\"\nregister = \"\"\nderegister = \"y\"\n",
+            base()
+        ))
+        .unwrap();
+        assert_eq!(c.validate().remove(0).path, "deploy.balancer.register");
+    }
+
+    #[test]
+    fn min_in_service_needs_a_balancer() {
+        assert_eq!(field_of("min_in_service = 1\n"), "deploy.min_in_service");
     }
 }

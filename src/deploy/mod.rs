@@ -7,16 +7,23 @@
 //! `rollout.rs` only gather results, ask the planner and act.
 //!
 //! Rooms: `config.rs` and `target.rs` the section; `plan.rs`, `state.rs`, `webhook.rs` the pure deciders;
-//! `ssh.rs` and `health.rs` the edges (their fakes sit in `rollout_tests.rs`); `rollout.rs` the execution;
-//! `service.rs` the [`Deployer`] (lock, record, alert); `store.rs` its SQL; `web.rs` the webhook route, API and
+//! `ssh.rs` and `health.rs` the edges (their fakes sit in `rollout_tests.rs`; the balancer is `balancer/`'s);
+//! `rollout.rs` the execution (`pool.rs` opens every host's connection at the start, `host.rs` is one host's
+//! drain, steps, health check and rejoin);
+//! `service.rs` the [`Deployer`] (lock, record, alert); `releases.rs` the release log behind a small
+//! interface and the pure choice of the rollback target; `store.rs` its SQL; `web.rs` the webhook route, API and
 //! status block; `report.rs` the summary and the lines `tend deploy` prints.
 
 pub mod config;
 pub mod health;
+mod host;
 pub mod plan;
+pub mod pool;
+pub mod releases;
 pub mod report;
 pub mod rollout;
 pub mod service;
+pub mod sink;
 pub mod ssh;
 pub mod state;
 pub mod store;
@@ -26,11 +33,11 @@ pub mod webhook;
 
 pub use config::{DeployConfig, WebhookConfig};
 pub use plan::{DeployContext, Plan, PlanError, build_plan};
-pub use report::{
-    HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary, WriterSink,
-};
-pub use rollout::{RolloutOptions, deploy, run_rollout};
-pub use service::{DeployServiceError, Deployer};
+pub use releases::{Release, ReleaseLog, StoreReleases};
+pub use report::{HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary};
+pub use rollout::{Edges, RolloutOptions, deploy, run_rollout};
+pub use service::{DeployServiceError, Deployer, Origin};
+pub use sink::{JsonSink, WriterSink};
 pub use state::Verdict;
 pub use target::Target;
 pub use webhook::{Refusal, Trigger, WebhookOutcome, WebhookRequest, verify};

@@ -40,6 +40,12 @@ pub struct Plan {
     pub max_failures: usize,
     /// What is being deployed.
     pub context: DeployContext,
+    /// Each host leaves the balancer while it changes (`[deploy] balancer` is set).
+    pub drain: bool,
+    /// Hosts that stay in service at every moment (0 without a balancer).
+    pub min_in_service: usize,
+    /// Every host the balancer serves from: the plan's hosts and those `--only` left out (which stay in).
+    pub fleet_size: usize,
 }
 
 /// Why no plan could be made.
@@ -65,6 +71,16 @@ pub enum PlanError {
         address: String,
         /// The rule it breaks.
         why: String,
+    },
+    /// `min_in_service` leaves no host free to leave the balancer.
+    #[error(
+        "deploy.min_in_service = {min} keeps every host in service ({hosts} host(s)): no host could be deployed"
+    )]
+    NoRoomToDrain {
+        /// The minimum.
+        min: usize,
+        /// The hosts there are.
+        hosts: usize,
     },
     /// A command or URL could not be rendered.
     #[error("{field}: {source}")]
@@ -103,6 +119,7 @@ pub fn build_plan(
     if targets.is_empty() {
         return Err(PlanError::NoHosts);
     }
+    let fleet_size = targets.len();
     if let Some(only) = only {
         let known = targets
             .iter()
@@ -164,11 +181,26 @@ pub fn build_plan(
         .chunks(size)
         .map(<[usize]>::to_vec)
         .collect();
+    let drain = config.balancer.is_some();
+    let min_in_service = match (drain, config.min_in_service) {
+        (false, _) => 0,
+        (true, Some(min)) => min,
+        (true, None) => fleet_size.saturating_sub(size),
+    };
+    if drain && min_in_service >= fleet_size {
+        return Err(PlanError::NoRoomToDrain {
+            min: min_in_service,
+            hosts: fleet_size,
+        });
+    }
     Ok(Plan {
         hosts,
         batches,
         max_failures: config.max_failures,
         context: context.clone(),
+        drain,
+        min_in_service,
+        fleet_size,
     })
 }
 
@@ -215,6 +247,13 @@ impl fmt::Display for Plan {
             show(&self.context.branch),
             self.max_failures + 1,
         )?;
+        if self.drain {
+            writeln!(
+                f,
+                "Each host leaves the balancer while it changes; at least {} of {} host(s) stay in service",
+                self.min_in_service, self.fleet_size
+            )?;
+        }
         for (b, batch) in self.batches.iter().enumerate() {
             writeln!(f, "Batch {} ({} host(s), in parallel):", b + 1, batch.len())?;
             for &i in batch {

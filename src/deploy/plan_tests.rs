@@ -176,12 +176,12 @@ fn success_runs_batches_in_order() {
     assert_eq!(s.next(), Action::Start(vec![0, 1]));
     s.started(&[0, 1]);
     assert_eq!(s.next(), Action::Wait);
-    s.finished(1, true);
+    s.finished(1, true, true);
     assert_eq!(s.next(), Action::Wait, "the batch is not done");
-    s.finished(0, true);
+    s.finished(0, true, true);
     assert_eq!(s.next(), Action::Start(vec![2]));
     s.started(&[2]);
-    s.finished(2, true);
+    s.finished(2, true, true);
     assert_eq!(s.next(), Action::Finish(Verdict::Succeeded));
     assert_eq!(s.rollbacks(), [RollbackStatus::NotRun; 3]);
 }
@@ -190,17 +190,17 @@ fn success_runs_batches_in_order() {
 fn a_failure_lets_the_batch_finish_then_rolls_back_that_batch_only() {
     let mut s = state(&[&[0], &[1, 2], &[3]], 0, true);
     s.started(&[0]);
-    s.finished(0, true);
+    s.finished(0, true, true);
     assert_eq!(s.next(), Action::Start(vec![1, 2]));
     s.started(&[1, 2]);
-    s.finished(1, false);
+    s.finished(1, false, true);
     assert_eq!(s.next(), Action::Wait, "host 2 is still running");
-    s.finished(2, true);
+    s.finished(2, true, true);
     assert_eq!(s.next(), Action::RollBack(vec![1, 2]));
     s.rollback_started(&[1, 2]);
     assert_eq!(s.next(), Action::Wait);
-    s.rollback_finished(1, true);
-    s.rollback_finished(2, false);
+    s.rollback_finished(1, true, true);
+    s.rollback_finished(2, false, true);
     assert_eq!(s.next(), Action::Finish(Verdict::Failed));
     assert_eq!(s.hosts()[3], Pending, "host 3 never started");
 }
@@ -209,9 +209,9 @@ fn a_failure_lets_the_batch_finish_then_rolls_back_that_batch_only() {
 fn without_rollback_steps_a_failure_finishes_failed() {
     let mut s = state(&[&[0], &[1], &[2]], 0, false);
     s.started(&[0]);
-    s.finished(0, true);
+    s.finished(0, true, true);
     s.started(&[1]);
-    s.finished(1, false);
+    s.finished(1, false, true);
     assert_eq!(s.next(), Action::Finish(Verdict::Failed));
 }
 
@@ -219,18 +219,18 @@ fn without_rollback_steps_a_failure_finishes_failed() {
 fn max_failures_tolerates_that_many() {
     let mut s = state(&[&[0], &[1], &[2]], 1, true);
     s.started(&[0]);
-    s.finished(0, false);
+    s.finished(0, false, true);
     assert_eq!(s.next(), Action::Start(vec![1]), "one failure is tolerated");
     s.started(&[1]);
-    s.finished(1, true);
+    s.finished(1, true, true);
     s.started(&[2]);
-    s.finished(2, true);
+    s.finished(2, true, true);
     assert_eq!(s.next(), Action::Finish(Verdict::Succeeded));
     let mut s = state(&[&[0], &[1], &[2]], 1, false);
     s.started(&[0]);
-    s.finished(0, false);
+    s.finished(0, false, true);
     s.started(&[1]);
-    s.finished(1, false);
+    s.finished(1, false, true);
     assert_eq!(s.next(), Action::Finish(Verdict::Failed));
 }
 
@@ -240,12 +240,12 @@ fn cancel_stops_new_hosts_but_waits_for_running_ones() {
     s.started(&[0, 1]);
     s.cancel();
     assert_eq!(s.next(), Action::Wait);
-    s.finished(0, true);
-    s.finished(1, true);
+    s.finished(0, true, true);
+    s.finished(1, true, true);
     assert_eq!(s.next(), Action::Finish(Verdict::Cancelled));
     let mut done = state(&[&[0]], 0, false);
     done.started(&[0]);
-    done.finished(0, true);
+    done.finished(0, true, true);
     done.cancel();
     assert_eq!(done.next(), Action::Finish(Verdict::Succeeded));
 }
@@ -280,10 +280,10 @@ fn drive(
             Action::Wait => {
                 if !running.is_empty() {
                     let i = running.remove(rotate % running.len());
-                    s.finished(i, outcome[i]);
+                    s.finished(i, outcome[i], true);
                 } else {
                     let i = rolling.remove(rotate % rolling.len());
-                    s.rollback_finished(i, true);
+                    s.rollback_finished(i, true, true);
                 }
             }
             Action::Finish(v) => return (s, v, starts),
@@ -292,15 +292,20 @@ fn drive(
     panic!("rollout did not finish");
 }
 
+/// Hosts `0..n` cut into batches of `size`.
+fn batches_of(n: usize, size: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .collect::<Vec<_>>()
+        .chunks(size)
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 #[test]
 fn exhaustive_small_rollouts_keep_the_invariants() {
     for n in 1..=5usize {
         for size in 1..=n {
-            let batches: Vec<Vec<usize>> = (0..n)
-                .collect::<Vec<_>>()
-                .chunks(size)
-                .map(<[usize]>::to_vec)
-                .collect();
+            let batches = batches_of(n, size);
             for max_failures in 0..=2 {
                 for has_rollback in [false, true] {
                     for bits in 0..(1u32 << n) {
@@ -380,4 +385,150 @@ fn check_end(
             assert_eq!(end.rollbacks()[i], want, "host {i}");
         }
     }
+}
+
+/// Drives a rollout that keeps `min` of `n + others` hosts in service: a host leaves the balancer when it
+/// starts and comes back only when it succeeds. Checks the count at every step; returns the verdict.
+fn drive_keeping(
+    mut s: RolloutState,
+    outcome: &[bool],
+    rotate: usize,
+    min: usize,
+) -> (RolloutState, Verdict) {
+    let mut running: Vec<usize> = Vec::new();
+    let mut rolling: Vec<usize> = Vec::new();
+    for _ in 0..200 {
+        let action = s.next();
+        match action.clone() {
+            Action::Start(ids) => {
+                assert!(!ids.is_empty());
+                assert!(rolling.is_empty());
+                let batch = s.batch_of(ids[0]);
+                assert!(
+                    running.iter().all(|&r| s.batch_of(r) == batch),
+                    "batches overlap"
+                );
+                s.started(&ids);
+                running.extend(ids);
+            }
+            Action::RollBack(ids) => {
+                assert!(running.is_empty());
+                s.rollback_started(&ids);
+                rolling.extend(ids);
+            }
+            Action::Wait => {
+                if !running.is_empty() {
+                    let i = running.remove(rotate % running.len());
+                    s.finished(i, outcome[i], outcome[i]);
+                } else {
+                    assert!(!rolling.is_empty(), "wait with nothing running");
+                    let i = rolling.remove(rotate % rolling.len());
+                    s.rollback_finished(i, true, true);
+                }
+            }
+            Action::Finish(v) => {
+                assert!(running.is_empty() && rolling.is_empty());
+                return (s, v);
+            }
+        }
+        assert!(
+            s.in_service() >= min,
+            "{} in service < {min} after {action:?}",
+            s.in_service()
+        );
+    }
+    panic!("rollout did not finish");
+}
+
+#[test]
+fn min_in_service_holds_at_every_moment_of_small_rollouts() {
+    for n in 1..=5usize {
+        for size in 1..=n {
+            let batches = batches_of(n, size);
+            for others in 0..=1usize {
+                for min in 0..(n + others) {
+                    for max_failures in 0..=1 {
+                        for bits in 0..(1u32 << n) {
+                            let outcome: Vec<bool> = (0..n).map(|i| bits & (1 << i) == 0).collect();
+                            for rotate in 0..2 {
+                                let s = RolloutState::from_batches(
+                                    batches.clone(),
+                                    n,
+                                    max_failures,
+                                    true,
+                                )
+                                .keeping(min, others);
+                                let (end, verdict) = drive_keeping(s, &outcome, rotate, min);
+                                let failed = outcome.iter().filter(|ok| !**ok).count();
+                                if verdict == Verdict::Succeeded {
+                                    assert!(end.hosts().iter().all(|h| *h != Pending));
+                                    assert!(failed <= max_failures);
+                                }
+                                if bits == 0 {
+                                    assert_eq!(verdict, Verdict::Succeeded, "n={n} min={min}");
+                                }
+                                if verdict == Verdict::Blocked {
+                                    assert!(end.hosts().contains(&Pending));
+                                    assert!(end.failures() <= max_failures);
+                                    assert!(end.in_service() <= min);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_batch_waits_for_a_host_to_come_back_rather_than_go_below_the_minimum() {
+    // 4 hosts, batches of 2, at least 3 in service: one host at a time.
+    let mut s = state(&[&[0, 1], &[2, 3]], 0, false).keeping(3, 0);
+    assert_eq!(s.next(), Action::Start(vec![0]));
+    s.started(&[0]);
+    assert_eq!(s.in_service(), 3);
+    assert_eq!(s.next(), Action::Wait, "host 1 waits for host 0");
+    s.finished(0, true, true);
+    assert_eq!(s.next(), Action::Start(vec![1]));
+    s.started(&[1]);
+    s.finished(1, true, true);
+    assert_eq!(s.next(), Action::Start(vec![2]));
+}
+
+#[test]
+fn a_host_left_out_shrinks_the_next_batch_or_blocks_the_rollout() {
+    // 3 hosts, batch 1, one failure tolerated, at least 2 in service: the failed host stays out, so nothing
+    // else may leave.
+    let mut s = state(&[&[0], &[1], &[2]], 1, false).keeping(2, 0);
+    s.started(&[0]);
+    s.finished(0, false, false);
+    assert_eq!(s.in_service(), 2);
+    assert_eq!(s.next(), Action::Finish(Verdict::Blocked));
+    // A host that failed but was never taken out (its connection failed) does not count against the minimum.
+    let mut s = state(&[&[0], &[1], &[2]], 1, false).keeping(2, 0);
+    s.started(&[0]);
+    s.finished(0, false, true);
+    assert_eq!(s.next(), Action::Start(vec![1]));
+}
+
+#[test]
+fn rollback_of_hosts_in_service_respects_the_minimum() {
+    // Batch [0, 1] of 3 hosts, keep 2: host 0 succeeded (back in), host 1 failed (left out).
+    let mut s = state(&[&[0, 1], &[2]], 0, true).keeping(1, 0);
+    assert_eq!(s.next(), Action::Start(vec![0, 1]));
+    s.started(&[0, 1]);
+    s.finished(0, true, true);
+    s.finished(1, false, false);
+    // In service: hosts 0 and 2 = 2; room for one more to leave.
+    assert_eq!(s.next(), Action::RollBack(vec![0, 1]));
+    let mut s = state(&[&[0, 1], &[2]], 0, true).keeping(2, 0);
+    s.started(&[0]);
+    s.finished(0, true, true);
+    s.started(&[1]);
+    s.finished(1, false, false);
+    assert_eq!(s.next(), Action::RollBack(vec![1]), "host 0 must stay in");
+    s.rollback_started(&[1]);
+    s.rollback_finished(1, true, true);
+    assert_eq!(s.next(), Action::RollBack(vec![0]), "now host 0 may leave");
 }

@@ -1,11 +1,11 @@
-//! Runs a [`Plan`], the deploy's loop: asks [`RolloutState::next`] what to do, does it over SSH, feeds the
-//! results back.
+//! Runs a [`Plan`], the deploy's loop: asks [`RolloutState::next`] what to do, does it, feeds the results back.
 //!
-//! Hosts of a batch run in parallel tasks; each step runs under `step_timeout`; output goes line by
-//! line to the caller's [`RolloutSink`]; a health check follows each host's steps. The result is a
-//! [`RolloutSummary`] from which the caller builds the `DeployFailed` alert and the summary table.
+//! Every host's SSH connection is opened in parallel when the rollout starts ([`Pool`]); hosts of a batch run
+//! in parallel tasks ([`HostWork`]: leave the balancer, steps over the open session, health check, rejoin);
+//! output goes line by line to the caller's [`RolloutSink`]. The result is a [`RolloutSummary`] from which the
+//! caller builds the `DeployFailed` alert and the summary table.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,18 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::config::DeployConfig;
-use super::health::{HealthCheck, HealthClientError, HttpHealth, Unhealthy};
-use super::plan::{HostPlan, Plan};
+use super::health::{HealthCheck, HealthClientError, HttpHealth};
+use super::host::HostWork;
+use super::plan::Plan;
+use super::pool::Pool;
 use super::report::{
     FailedStage, HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary,
 };
-use super::ssh::{Connector, OpenSsh, RemoteSession};
+use super::ssh::{Connector, OpenSsh};
 use super::state::{Action, RolloutState, Verdict};
+use crate::balancer::Balancer;
 
-/// Lines of output kept per host for the summary and the alert.
-pub const LAST_LINES: usize = 20;
+pub use super::report::LAST_LINES;
 
 /// Timing knobs of a rollout (from `[deploy]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -56,38 +58,43 @@ pub enum DeployError {
     Health(#[from] HealthClientError),
 }
 
-/// Runs `plan` with the system OpenSSH and an HTTP health check configured from `config`.
+/// What a rollout acts through: SSH, the health probe, and the balancer hosts leave while they change.
+pub struct Edges<C, H> {
+    /// Opens SSH sessions.
+    pub connector: Arc<C>,
+    /// Checks a host's health URL.
+    pub health: Arc<H>,
+    /// Where hosts are deregistered and registered again (`None`: no balancer).
+    pub balancer: Option<Arc<dyn Balancer>>,
+}
+
+/// Runs `plan` with the system OpenSSH, an HTTP health check configured from `config`, and `balancer`.
 pub async fn deploy(
     config: &DeployConfig,
     plan: &Plan,
+    balancer: Option<Arc<dyn Balancer>>,
     sink: Arc<dyn RolloutSink>,
     shutdown: CancellationToken,
 ) -> Result<RolloutSummary, DeployError> {
-    let connector = Arc::new(OpenSsh::from_config(config));
-    let health = Arc::new(HttpHealth::new(config.health_timeout)?);
-    Ok(run_rollout(
-        plan,
-        &RolloutOptions::from(config),
-        connector,
-        health,
-        sink,
-        shutdown,
-    )
-    .await)
+    let edges = Edges {
+        connector: Arc::new(OpenSsh::from_config(config)),
+        health: Arc::new(HttpHealth::new(config.health_timeout)?),
+        balancer,
+    };
+    Ok(run_rollout(plan, &RolloutOptions::from(config), edges, sink, shutdown).await)
 }
 
 enum Done {
     Deployed(HostReport),
-    RolledBack(Result<(), HostFailure>),
+    RolledBack(Result<(), HostFailure>, bool),
 }
 
-/// Runs `plan` to the end with the given executors: batches in order, hosts of a batch in parallel,
-/// no new host after the rollout failed or `shutdown` fired (running hosts finish).
+/// Runs `plan` to the end with the given edges: batches in order, hosts of a batch in parallel (as far as
+/// `min_in_service` allows), no new host after the rollout failed or `shutdown` fired (running hosts finish).
 pub async fn run_rollout<C: Connector, H: HealthCheck>(
     plan: &Plan,
     options: &RolloutOptions,
-    connector: Arc<C>,
-    health: Arc<H>,
+    edges: Edges<C, H>,
     sink: Arc<dyn RolloutSink>,
     shutdown: CancellationToken,
 ) -> RolloutSummary {
@@ -96,14 +103,13 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
     let mut reports: Vec<HostReport> = plan
         .hosts
         .iter()
-        .map(|h| HostReport {
-            host: h.target.name.clone(),
-            result: HostResult::Skipped,
-            duration: Duration::ZERO,
-            failure: None,
-            rollback: None,
-        })
+        .map(|h| HostReport::skipped(&h.target.name))
         .collect();
+    let targets = plan.hosts.iter().map(|h| h.target.clone()).collect();
+    let pool = Pool::new(edges.connector.clone(), targets);
+    let mut opening: Option<JoinSet<()>> = None;
+    let mut batch_started: Option<usize> = None;
+    let plan = Arc::new(plan.clone());
     let mut tasks = JoinSet::new();
     let mut task_host: HashMap<tokio::task::Id, (usize, bool)> = HashMap::new();
     let verdict = loop {
@@ -112,26 +118,40 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
         }
         match state.next() {
             Action::Start(ids) => {
+                if opening.is_none() {
+                    let names: Vec<Vec<String>> = plan
+                        .batches
+                        .iter()
+                        .map(|b| {
+                            b.iter()
+                                .map(|&i| plan.hosts[i].target.name.clone())
+                                .collect()
+                        })
+                        .collect();
+                    sink.progress(&Progress::Planned { batches: &names });
+                    opening = Some(pool.open_all());
+                }
+                let batch = state.batch_of(ids[0]).unwrap_or(0);
+                if batch_started != Some(batch) {
+                    batch_started = Some(batch);
+                    sink.progress(&Progress::BatchStarted {
+                        index: batch,
+                        of: plan.batches.len(),
+                    });
+                }
                 state.started(&ids);
                 for i in ids {
-                    let (host, opts) = (plan.hosts[i].clone(), options.clone());
-                    let (c, h, s) = (connector.clone(), health.clone(), sink.clone());
-                    let handle = tasks.spawn(async move {
-                        Done::Deployed(
-                            deploy_host(&host, &opts, c.as_ref(), h.as_ref(), s.as_ref()).await,
-                        )
-                    });
+                    let handle =
+                        tasks.spawn(host_task(&plan, options, &pool, &edges, &sink, i, None));
                     task_host.insert(handle.id(), (i, false));
                 }
             }
             Action::RollBack(ids) => {
                 state.rollback_started(&ids);
                 for i in ids {
-                    let (host, opts) = (plan.hosts[i].clone(), options.clone());
-                    let (c, s) = (connector.clone(), sink.clone());
-                    let handle = tasks.spawn(async move {
-                        Done::RolledBack(roll_back(&host, &opts, c.as_ref(), s.as_ref()).await)
-                    });
+                    let in_service = Some(!reports[i].left_out);
+                    let task = host_task(&plan, options, &pool, &edges, &sink, i, in_service);
+                    let handle = tasks.spawn(task);
                     task_host.insert(handle.id(), (i, true));
                 }
             }
@@ -154,7 +174,8 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
                 let Some((i, is_rollback)) = task_host.remove(&id) else {
                     continue;
                 };
-                record(&mut state, &mut reports[i], i, is_rollback, done);
+                let drained = edges.balancer.is_some();
+                record(&mut state, &mut reports[i], i, is_rollback, drained, done);
                 sink.progress(&Progress::HostFinished {
                     report: &reports[i],
                 });
@@ -162,6 +183,11 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
             Action::Finish(verdict) => break verdict,
         }
     };
+    if let Some(mut opening) = opening {
+        opening.abort_all();
+        while opening.join_next().await.is_some() {}
+    }
+    Pool::close(pool).await;
     RolloutSummary {
         verdict,
         hosts: reports,
@@ -169,12 +195,45 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
     }
 }
 
-/// Applies one finished task to the state and the host's report (a panicked task = a failed host).
+/// Host `i`'s task: its deploy, or with `rollback = Some(in_service)` its rollback.
+fn host_task<C: Connector, H: HealthCheck>(
+    plan: &Arc<Plan>,
+    options: &RolloutOptions,
+    pool: &Arc<Pool<C>>,
+    edges: &Edges<C, H>,
+    sink: &Arc<dyn RolloutSink>,
+    i: usize,
+    rollback: Option<bool>,
+) -> impl std::future::Future<Output = Done> + Send + 'static {
+    let (plan, opts, pool) = (plan.clone(), options.clone(), pool.clone());
+    let (h, b, s) = (edges.health.clone(), edges.balancer.clone(), sink.clone());
+    async move {
+        let work = HostWork {
+            host: &plan.hosts[i],
+            options: &opts,
+            session: pool.get(i).await,
+            health: h.as_ref(),
+            balancer: b.as_deref(),
+            sink: s.as_ref(),
+        };
+        match rollback {
+            None => Done::Deployed(work.deploy().await),
+            Some(in_service) => {
+                let (result, in_service) = work.roll_back(in_service).await;
+                Done::RolledBack(result, in_service)
+            }
+        }
+    }
+}
+
+/// Applies one finished task to the state and the host's report (a panicked task = a failed host, counted out
+/// of the balancer when there is one).
 fn record(
     state: &mut RolloutState,
     report: &mut HostReport,
     i: usize,
     is_rollback: bool,
+    drained: bool,
     done: Result<Done, tokio::task::JoinError>,
 ) {
     let internal = |why: String| HostFailure {
@@ -186,182 +245,28 @@ fn record(
     let unexpected = format!("task for {} ended unexpectedly", report.host);
     match (is_rollback, done) {
         (false, Ok(Done::Deployed(r))) => {
-            state.finished(i, r.result == HostResult::Succeeded);
+            state.finished(i, r.result == HostResult::Succeeded, !r.left_out);
             *report = r;
         }
-        (true, Ok(Done::RolledBack(r))) => {
-            state.rollback_finished(i, r.is_ok());
+        (true, Ok(Done::RolledBack(r, in_service))) => {
+            state.rollback_finished(i, r.is_ok(), in_service);
             report.rollback = Some(r);
+            report.left_out = drained && !in_service;
         }
         (false, other) => {
-            state.finished(i, false);
+            state.finished(i, false, !drained);
             report.result = HostResult::Failed;
+            report.left_out = drained;
             report.failure = Some(internal(other.err().map_or(unexpected, |e| e.to_string())));
         }
         (true, other) => {
-            state.rollback_finished(i, false);
+            state.rollback_finished(i, false, !drained);
+            report.left_out = drained;
             report.rollback = Some(Err(internal(
                 other.err().map_or(unexpected, |e| e.to_string()),
             )));
         }
     }
-}
-
-/// Connects to one host, runs every step, checks health.
-async fn deploy_host<C: Connector, H: HealthCheck>(
-    host: &HostPlan,
-    options: &RolloutOptions,
-    connector: &C,
-    health: &H,
-    sink: &dyn RolloutSink,
-) -> HostReport {
-    let name = host.target.name.as_str();
-    let started = Instant::now();
-    sink.progress(&Progress::HostStarted { host: name });
-    let failure = async {
-        let session = connect(host, connector).await?;
-        let ran = run_steps(&session, name, &host.steps, options.step_timeout, sink).await;
-        session.close().await;
-        ran?;
-        match &host.health_url {
-            Some(url) => check_health(name, url, options, health, sink).await,
-            None => Ok(()),
-        }
-    }
-    .await
-    .err();
-    HostReport {
-        host: name.to_owned(),
-        result: if failure.is_some() {
-            HostResult::Failed
-        } else {
-            HostResult::Succeeded
-        },
-        duration: started.elapsed(),
-        failure,
-        rollback: None,
-    }
-}
-
-/// Runs the rollback steps on one host.
-async fn roll_back<C: Connector>(
-    host: &HostPlan,
-    options: &RolloutOptions,
-    connector: &C,
-    sink: &dyn RolloutSink,
-) -> Result<(), HostFailure> {
-    let session = connect(host, connector).await?;
-    let ran = run_steps(
-        &session,
-        &host.target.name,
-        &host.rollback_steps,
-        options.step_timeout,
-        sink,
-    )
-    .await;
-    session.close().await;
-    ran
-}
-
-async fn connect<C: Connector>(host: &HostPlan, connector: &C) -> Result<C::Session, HostFailure> {
-    connector
-        .connect(&host.target)
-        .await
-        .map_err(|e| HostFailure {
-            stage: FailedStage::Connect,
-            exit_code: None,
-            reason: crate::core::chain(&e),
-            last_lines: Vec::new(),
-        })
-}
-
-/// Runs `steps` in order, each under `timeout`, stopping at the first failure.
-async fn run_steps<S: RemoteSession>(
-    session: &S,
-    name: &str,
-    steps: &[String],
-    timeout: Duration,
-    sink: &dyn RolloutSink,
-) -> Result<(), HostFailure> {
-    for (index, command) in steps.iter().enumerate() {
-        sink.progress(&Progress::StepStarted {
-            host: name,
-            command,
-        });
-        let mut last: VecDeque<String> = VecDeque::with_capacity(LAST_LINES);
-        let mut on_line = |line: &str| {
-            sink.output(name, line);
-            if last.len() == LAST_LINES {
-                last.pop_front();
-            }
-            last.push_back(line.to_owned());
-        };
-        let outcome = tokio::time::timeout(timeout, session.run(command, &mut on_line)).await;
-        let (exit_code, reason) = match outcome {
-            Ok(Ok(Some(0))) => continue,
-            Ok(Ok(Some(code))) => (Some(code), format!("exit code {code}")),
-            Ok(Ok(None)) => (None, "killed by a signal".to_owned()),
-            Ok(Err(e)) => (None, crate::core::chain(&e)),
-            Err(_) => (
-                None,
-                format!("timed out after {}", crate::core::duration::exact(timeout)),
-            ),
-        };
-        return Err(HostFailure {
-            stage: FailedStage::Step {
-                index,
-                command: command.clone(),
-            },
-            exit_code,
-            reason,
-            last_lines: last.into(),
-        });
-    }
-    Ok(())
-}
-
-/// GETs `url` until it answers 2xx, at most `1 + health_retries` times.
-async fn check_health<H: HealthCheck>(
-    name: &str,
-    url: &str,
-    options: &RolloutOptions,
-    health: &H,
-    sink: &dyn RolloutSink,
-) -> Result<(), HostFailure> {
-    let attempts = options.health_retries.saturating_add(1);
-    let mut reason = String::new();
-    for attempt in 1..=attempts {
-        let result = match tokio::time::timeout(options.health_timeout, health.check(url)).await {
-            Ok(r) => r,
-            Err(_) => Err(Unhealthy {
-                url: url.to_owned(),
-                why: format!(
-                    "timed out after {}",
-                    crate::core::duration::exact(options.health_timeout)
-                ),
-            }),
-        };
-        sink.progress(&Progress::HealthChecked {
-            host: name,
-            attempt,
-            result: &result,
-        });
-        match result {
-            Ok(()) => return Ok(()),
-            Err(why) => reason = why.to_string(),
-        }
-        if attempt < attempts {
-            tokio::time::sleep(options.health_interval).await;
-        }
-    }
-    Err(HostFailure {
-        stage: FailedStage::Health {
-            url: url.to_owned(),
-        },
-        exit_code: None,
-        reason: format!("{reason} (after {attempts} attempt(s))"),
-        last_lines: Vec::new(),
-    })
 }
 
 #[cfg(test)]

@@ -4,10 +4,8 @@ use super::*;
 use crate::deploy::config::Batch;
 use crate::deploy::health::Unhealthy;
 use crate::deploy::plan::{DeployContext, build_plan};
-use crate::deploy::report::WriterSink;
-use crate::deploy::ssh::SshError;
+use crate::deploy::ssh::{RemoteSession, SshError};
 use crate::deploy::target::Target;
-use std::io::Write;
 use std::sync::Mutex;
 
 /// Fake SSH: a command containing `fail` exits 3 after printing `boom`; `hang` never ends; a host
@@ -61,6 +59,9 @@ impl RemoteSession for FakeSession {
             .push(format!("{} $ {command}", self.host));
         if command.contains("hang") {
             std::future::pending::<()>().await;
+        }
+        if command.contains("slow") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if command.contains("fail") {
             for i in 0..30 {
@@ -162,11 +163,15 @@ async fn run(
         Arc::new(FakeHealth::default()),
         Arc::new(MemorySink::default()),
     );
+    let edges = Edges {
+        connector: Arc::new(ssh.clone()),
+        health: Arc::new(health.clone()),
+        balancer: None,
+    };
     let summary = run_rollout(
         plan,
         &options(),
-        Arc::new(ssh.clone()),
-        Arc::new(health.clone()),
+        edges,
         sink.clone(),
         CancellationToken::new(),
     )
@@ -199,9 +204,14 @@ async fn success_across_batches_in_order() {
             .all(|h| h.result == HostResult::Succeeded && h.failure.is_none())
     );
     let log = ssh.log();
-    assert!(position(&log, "h3 connect") > position(&log, "h1 close"));
-    assert!(position(&log, "h3 connect") > position(&log, "h2 close"));
+    assert!(position(&log, "h3 $ echo c0ffee") > position(&log, "h1 $ true"));
+    assert!(position(&log, "h3 $ echo c0ffee") > position(&log, "h2 $ true"));
     assert!(position(&log, "h1 $ true") > position(&log, "h1 $ echo c0ffee"));
+    for h in ["h1", "h2", "h3"] {
+        let connects = log.iter().filter(|l| **l == format!("{h} connect")).count();
+        assert_eq!(connects, 1, "{h} connected once: {log:#?}");
+        assert!(position(&log, &format!("{h} close")) > position(&log, "h3 $ true"));
+    }
     assert_eq!(health.calls.lock().unwrap().len(), 3);
     assert!(
         sink.lines
@@ -225,7 +235,7 @@ async fn a_failing_step_stops_later_hosts_and_reports_the_step() {
     assert_eq!(summary.exit_code(), 1);
     let log = ssh.log();
     assert!(
-        !log.iter().any(|l| l.starts_with("h3")),
+        !log.iter().any(|l| l.starts_with("h3 $")),
         "h3 must not start: {log:#?}"
     );
     assert!(
@@ -278,7 +288,7 @@ async fn the_running_batch_finishes_and_is_rolled_back() {
         assert!(log.contains(&format!("{h} $ undo {h}")), "{h} rolled back");
     }
     assert!(log.contains(&"h2-fail $ undo h2-fail".to_owned()));
-    assert!(!log.iter().any(|l| l.starts_with("h4")), "{log:#?}");
+    assert!(!log.iter().any(|l| l.starts_with("h4 $")), "{log:#?}");
     assert_eq!(summary.hosts[0].rollback, Some(Ok(())));
     assert!(summary.table().contains("rolled back"));
 }
@@ -321,7 +331,7 @@ async fn an_unhealthy_host_fails_after_the_retries() {
         "{}",
         failure.reason
     );
-    assert!(!ssh.log().iter().any(|l| l.starts_with("h2")));
+    assert!(!ssh.log().iter().any(|l| l.starts_with("h2 $")));
 }
 
 #[tokio::test]
@@ -351,11 +361,15 @@ async fn shutdown_before_start_runs_nothing() {
     let ssh = Arc::new(FakeSsh::default());
     let token = CancellationToken::new();
     token.cancel();
+    let edges = Edges {
+        connector: Arc::new(ssh.clone()),
+        health: Arc::new(Arc::new(FakeHealth::default())),
+        balancer: None,
+    };
     let summary = run_rollout(
         &p,
         &options(),
-        Arc::new(ssh.clone()),
-        Arc::new(Arc::new(FakeHealth::default())),
+        edges,
         Arc::new(MemorySink::default()),
         token,
     )
@@ -364,26 +378,144 @@ async fn shutdown_before_start_runs_nothing() {
     assert!(ssh.log().is_empty());
 }
 
-#[test]
-fn writer_sink_prefixes_lines() {
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+#[tokio::test]
+async fn every_connection_opens_at_the_start_while_the_first_batch_runs() {
+    let p = plan(&["h1", "h2", "h3", "h4"], &["slow", "true"], 2, None, &[]);
+    let (summary, ssh, ..) = run(&p).await;
+    assert_eq!(summary.verdict, Verdict::Succeeded);
+    let log = ssh.log();
+    for h in ["h3", "h4"] {
+        assert!(
+            position(&log, &format!("{h} connect")) < position(&log, "h1 $ true"),
+            "{h} is connected while batch 1 runs: {log:#?}"
+        );
     }
-    let buf = Shared::default();
-    let sink = WriterSink::new(buf.clone());
-    sink.output("web1", "Already up to date.");
-    sink.progress(&Progress::StepStarted {
-        host: "web1",
-        command: "git pull",
-    });
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(text, "web1 | Already up to date.\nweb1: $ git pull\n");
+}
+
+/// A balancer that writes into the fake SSH log, so its calls can be ordered against the steps; `fail-drain`
+/// hosts cannot be deregistered.
+struct LoggingBalancer(Arc<FakeSsh>);
+
+impl crate::balancer::Balancer for LoggingBalancer {
+    fn register<'a>(
+        &'a self,
+        instance: &'a crate::cloud::Instance,
+    ) -> crate::cloud::CloudFuture<'a, ()> {
+        Box::pin(async move {
+            let entry = format!("{} register", instance.name);
+            self.0.log.lock().unwrap().push(entry);
+            Ok(())
+        })
+    }
+    fn deregister<'a>(
+        &'a self,
+        instance: &'a crate::cloud::Instance,
+    ) -> crate::cloud::CloudFuture<'a, ()> {
+        Box::pin(async move {
+            if instance.name.contains("fail-drain") {
+                return Err(crate::cloud::CloudError::permanent(
+                    "command:deregister",
+                    "exit status 1",
+                ));
+            }
+            let entry = format!("{} deregister", instance.name);
+            self.0.log.lock().unwrap().push(entry);
+            Ok(())
+        })
+    }
+}
+
+/// Health that also writes into the fake SSH log.
+struct LoggingHealth(Arc<FakeSsh>, Arc<FakeHealth>);
+
+impl HealthCheck for LoggingHealth {
+    async fn check(&self, url: &str) -> Result<(), Unhealthy> {
+        self.0.log.lock().unwrap().push(format!("health {url}"));
+        self.1.check(url).await
+    }
+}
+
+async fn run_drained(plan: &Plan) -> (RolloutSummary, Vec<String>) {
+    let ssh = Arc::new(FakeSsh::default());
+    let edges = Edges {
+        connector: Arc::new(ssh.clone()),
+        health: Arc::new(LoggingHealth(ssh.clone(), Arc::default())),
+        balancer: Some(Arc::new(LoggingBalancer(ssh.clone())) as Arc<dyn crate::balancer::Balancer>),
+    };
+    let sink = Arc::new(MemorySink::default());
+    let summary = run_rollout(plan, &options(), edges, sink, CancellationToken::new()).await;
+    (summary, ssh.log())
+}
+
+#[tokio::test]
+async fn a_host_leaves_the_balancer_before_its_steps_and_returns_after_its_health_check() {
+    let p = plan(
+        &["h1", "h2"],
+        &["one", "two"],
+        1,
+        Some("http://{address}/ok"),
+        &[],
+    );
+    let (summary, log) = run_drained(&p).await;
+    assert_eq!(summary.verdict, Verdict::Succeeded, "{}", summary.table());
+    for h in ["h1", "h2"] {
+        let order = [
+            format!("{h} deregister"),
+            format!("{h} $ one"),
+            format!("{h} $ two"),
+            format!("health http://{h}/ok"),
+            format!("{h} register"),
+        ];
+        let at: Vec<usize> = order.iter().map(|e| position(&log, e)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{h}: {log:#?}");
+    }
+    assert!(position(&log, "h2 deregister") > position(&log, "h1 register"));
+    assert!(summary.left_out().is_empty());
+}
+
+#[tokio::test]
+async fn an_unhealthy_host_stays_out_of_the_balancer() {
+    let p = plan(
+        &["h1-sick", "h2"],
+        &["one"],
+        1,
+        Some("http://{address}/x"),
+        &[],
+    );
+    let (summary, log) = run_drained(&p).await;
+    assert_eq!(summary.verdict, Verdict::Failed);
+    assert!(log.contains(&"h1-sick deregister".to_owned()));
+    assert!(!log.contains(&"h1-sick register".to_owned()), "{log:#?}");
+    assert_eq!(summary.left_out(), ["h1-sick"]);
+    assert!(summary.table().contains("left out of the balancer"));
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("h2 $") || l == "h2 deregister"),
+        "h2 never starts: {log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_host_is_never_taken_out_and_a_failed_drain_fails_the_host() {
+    let p = plan(&["down1"], &["one"], 1, None, &[]);
+    let (summary, log) = run_drained(&p).await;
+    assert_eq!(
+        summary.hosts[0].failure.as_ref().unwrap().stage,
+        FailedStage::Connect
+    );
+    assert!(!log.iter().any(|l| l.contains("deregister")), "{log:#?}");
+    assert!(summary.left_out().is_empty(), "still in service");
+    let p = plan(&["h1-fail-drain"], &["one"], 1, None, &[]);
+    let (summary, log) = run_drained(&p).await;
+    let failure = summary.hosts[0].failure.as_ref().unwrap();
+    assert_eq!(failure.stage, FailedStage::Deregister);
+    assert!(
+        failure.reason.contains("exit status 1"),
+        "{}",
+        failure.reason
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(" $ ")),
+        "no step ran: {log:#?}"
+    );
 }

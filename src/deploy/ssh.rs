@@ -1,6 +1,10 @@
 //! SSH execution behind a narrow trait: the real one drives the system OpenSSH through the
 //! `openssh` crate (so `~/.ssh/config`, the agent and known_hosts work as for a human), the fakes in
 //! `rollout.rs`'s tests script success, failure and hangs.
+//!
+//! One `ssh` master process per host holds the connection; each command is a new channel opened by speaking
+//! OpenSSH's multiplexing protocol on the master's control socket directly (the crate's native mux), so no
+//! local `ssh` process is started per step.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -132,7 +136,7 @@ impl Connector for OpenSsh {
         }
         let host = target.host();
         let after = self.connect_timeout + CONNECT_GRACE;
-        match tokio::time::timeout(after, builder.connect(&target.address)).await {
+        match tokio::time::timeout(after, builder.connect_mux(&target.address)).await {
             Ok(Ok(session)) => Ok(OpenSshSession {
                 session,
                 host,
@@ -188,8 +192,15 @@ impl RemoteSession for OpenSshSession {
             }
         };
         tokio::join!(readers, consumer);
-        let status = child.wait().await.map_err(err)?;
-        Ok(status.code())
+        match child.wait().await {
+            Ok(status) => Ok(status.code()),
+            // The mux protocol reports these two as errors; they are a step's exit like any other.
+            Err(openssh::Error::RemoteProcessTerminated) => Ok(None),
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Some(127))
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn close(self) {

@@ -38,6 +38,20 @@ pub enum Verdict {
     Failed,
     /// Stopped from outside (shutdown) before every host was done.
     Cancelled,
+    /// Stopped because taking one more host out would leave fewer than `min_in_service` in service (failed
+    /// hosts stay out of the balancer).
+    Blocked,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Succeeded => "succeeded",
+            Verdict::Failed => "failed",
+            Verdict::Cancelled => "cancelled",
+            Verdict::Blocked => "blocked",
+        })
+    }
 }
 
 /// What the executor must do next.
@@ -59,6 +73,11 @@ pub struct RolloutState {
     batches: Vec<Vec<usize>>,
     hosts: Vec<HostStatus>,
     rollback: Vec<RollbackStatus>,
+    /// Whether each host is in the balancer (serving); all are at the start.
+    in_service: Vec<bool>,
+    /// Hosts of the balancer outside this rollout (`--only`): always in service.
+    others: usize,
+    min_in_service: usize,
     pub(super) max_failures: usize,
     has_rollback: bool,
     cancelled: bool,
@@ -74,6 +93,17 @@ impl RolloutState {
             plan.max_failures,
             has_rollback,
         )
+        .keeping(
+            plan.min_in_service,
+            plan.fleet_size.saturating_sub(plan.hosts.len()),
+        )
+    }
+
+    /// Keeps at least `min` hosts in service, counting `others` hosts outside the rollout that never leave.
+    pub fn keeping(mut self, min: usize, others: usize) -> Self {
+        self.min_in_service = min;
+        self.others = others;
+        self
     }
 
     /// A start state from batches of host indices `0..hosts`.
@@ -87,6 +117,9 @@ impl RolloutState {
             batches,
             hosts: vec![HostStatus::Pending; hosts],
             rollback: vec![RollbackStatus::NotRun; hosts],
+            in_service: vec![true; hosts],
+            others: 0,
+            min_in_service: 0,
             max_failures,
             has_rollback,
             cancelled: false,
@@ -111,36 +144,51 @@ impl RolloutState {
             .count()
     }
 
-    /// The executor started these hosts.
+    /// Hosts in service now, those outside the rollout included.
+    pub fn in_service(&self) -> usize {
+        self.others + self.in_service.iter().filter(|s| **s).count()
+    }
+
+    /// The batch host `i` belongs to (0-based).
+    pub fn batch_of(&self, i: usize) -> Option<usize> {
+        self.batches.iter().position(|b| b.contains(&i))
+    }
+
+    /// The executor started these hosts: each leaves the balancer (if it has one) first.
     pub fn started(&mut self, ids: &[usize]) {
         for &i in ids {
             self.hosts[i] = HostStatus::Running;
+            self.in_service[i] = false;
         }
     }
 
-    /// Host `i` finished its steps and health check (`ok`) or failed.
-    pub fn finished(&mut self, i: usize, ok: bool) {
+    /// Host `i` finished its steps and health check (`ok`) or failed; `in_service`: it is back in the balancer
+    /// (or was never taken out).
+    pub fn finished(&mut self, i: usize, ok: bool, in_service: bool) {
         self.hosts[i] = if ok {
             HostStatus::Succeeded
         } else {
             HostStatus::Failed
         };
+        self.in_service[i] = in_service;
     }
 
-    /// The executor started rolling these hosts back.
+    /// The executor started rolling these hosts back (those in service leave the balancer first).
     pub fn rollback_started(&mut self, ids: &[usize]) {
         for &i in ids {
             self.rollback[i] = RollbackStatus::Running;
+            self.in_service[i] = false;
         }
     }
 
-    /// Host `i`'s rollback finished.
-    pub fn rollback_finished(&mut self, i: usize, ok: bool) {
+    /// Host `i`'s rollback finished; `in_service` as for [`RolloutState::finished`].
+    pub fn rollback_finished(&mut self, i: usize, ok: bool, in_service: bool) {
         self.rollback[i] = if ok {
             RollbackStatus::Done
         } else {
             RollbackStatus::Failed
         };
+        self.in_service[i] = in_service;
     }
 
     /// Stop starting hosts (shutdown); running ones finish.
@@ -148,32 +196,30 @@ impl RolloutState {
         self.cancelled = true;
     }
 
-    /// The next action: a pure function of the state.
+    /// How many more hosts may leave the balancer now without going below `min_in_service`.
+    fn room(&self) -> usize {
+        self.in_service().saturating_sub(self.min_in_service)
+    }
+
+    /// The next action: a pure function of the state. Batches run one after another; inside a batch, hosts
+    /// start as far as `min_in_service` allows (the rest wait for one to come back).
     pub fn next(&self) -> Action {
         let busy = self.hosts.contains(&HostStatus::Running)
             || self.rollback.contains(&RollbackStatus::Running);
-        if busy {
-            return Action::Wait;
-        }
-        let failed = self.failures() > self.max_failures;
-        if failed {
-            if self.has_rollback {
-                let to_roll_back: Vec<usize> = self
-                    .failed_batch()
-                    .iter()
-                    .copied()
-                    .filter(|&i| {
-                        self.hosts[i] != HostStatus::Pending
-                            && self.rollback[i] == RollbackStatus::NotRun
-                    })
-                    .collect();
-                if !to_roll_back.is_empty() {
-                    return Action::RollBack(to_roll_back);
-                }
+        if self.failures() > self.max_failures {
+            if busy {
+                return Action::Wait;
+            }
+            let to_roll_back = self.rollback_candidates();
+            if !to_roll_back.is_empty() {
+                return Action::RollBack(to_roll_back);
             }
             return Action::Finish(Verdict::Failed);
         }
         if self.cancelled {
+            if busy {
+                return Action::Wait;
+            }
             let all_done = self.hosts.iter().all(|s| *s != HostStatus::Pending);
             return Action::Finish(if all_done {
                 Verdict::Succeeded
@@ -181,20 +227,55 @@ impl RolloutState {
                 Verdict::Cancelled
             });
         }
-        match self
+        let Some(batch) = self
             .batches
             .iter()
             .find(|b| b.iter().any(|&i| self.hosts[i] == HostStatus::Pending))
-        {
-            Some(batch) => Action::Start(
-                batch
-                    .iter()
-                    .copied()
-                    .filter(|&i| self.hosts[i] == HostStatus::Pending)
-                    .collect(),
-            ),
-            None => Action::Finish(Verdict::Succeeded),
+        else {
+            return if busy {
+                Action::Wait
+            } else {
+                Action::Finish(Verdict::Succeeded)
+            };
+        };
+        let earlier_running = (0..self.hosts.len())
+            .any(|i| self.hosts[i] == HostStatus::Running && !batch.contains(&i));
+        if earlier_running {
+            return Action::Wait;
         }
+        let start: Vec<usize> = batch
+            .iter()
+            .copied()
+            .filter(|&i| self.hosts[i] == HostStatus::Pending)
+            .take(self.room())
+            .collect();
+        match (start.is_empty(), busy) {
+            (false, _) => Action::Start(start),
+            (true, true) => Action::Wait,
+            (true, false) => Action::Finish(Verdict::Blocked),
+        }
+    }
+
+    /// Hosts of the failed batch to roll back now: those already out of service, and as many in service as
+    /// `min_in_service` lets leave.
+    fn rollback_candidates(&self) -> Vec<usize> {
+        if !self.has_rollback {
+            return Vec::new();
+        }
+        let mut room = self.room();
+        let mut out = Vec::new();
+        for &i in self.failed_batch() {
+            if self.hosts[i] == HostStatus::Pending || self.rollback[i] != RollbackStatus::NotRun {
+                continue;
+            }
+            if !self.in_service[i] {
+                out.push(i);
+            } else if room > 0 {
+                room -= 1;
+                out.push(i);
+            }
+        }
+        out
     }
 
     /// The last batch that started: the one in which the rollout failed.

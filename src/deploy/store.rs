@@ -1,35 +1,16 @@
-//! The deploy's SQL: one row per deploy (who, what, hosts, result, log), the deploy lock (one row at most) and
-//! the webhook deliveries seen (replay protection).
+//! The deploy's SQL: one row per deploy, that is per release (who, what, hosts, result, log), each host's result,
+//! the deploy lock (one row at most) and the webhook deliveries seen (replay protection).
 
 use rusqlite::{OptionalExtension, params};
 
+use super::releases::{Holder, HostOutcome, NewRelease, Release, ReleaseEnd};
 use crate::store::{Store, StoreError};
 
-/// Who holds the lock: the deploy id, the holder (`user@host pid N`) and since when (ms).
-pub type Holder = (i64, String, i64);
-
-/// What a new deploy records.
-#[derive(Debug, Clone)]
-pub struct NewDeploy {
-    /// When (ms).
-    pub started_at: i64,
-    /// `cli`, `webhook`, ...
-    pub trigger: String,
-    /// The commit, when known.
-    pub commit: Option<String>,
-    /// The branch, when known.
-    pub branch: Option<String>,
-    /// The hosts, space-separated.
-    pub hosts: String,
-    /// Who takes the lock.
-    pub holder: String,
-}
-
-/// Records a deploy and takes the lock in one transaction. A lock held by a holder that `alive` says is gone
-/// (a crash) is taken over and its deploy marked abandoned. `Err(holder)` when another deploy holds it.
+/// Records a release and takes the lock in one transaction. A lock held by a holder that `alive` says is gone
+/// (a crash) is taken over and its release marked abandoned. `Err(holder)` when another deploy holds it.
 pub async fn begin(
     store: &Store,
-    new: NewDeploy,
+    new: NewRelease,
     alive: fn(&str) -> bool,
 ) -> Result<Result<i64, Holder>, StoreError> {
     store
@@ -39,28 +20,36 @@ pub async fn begin(
                 .query_row(
                     "SELECT deploy_id, holder, since FROM deploy_lock WHERE id = 1",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| {
+                        Ok(Holder {
+                            id: r.get(0)?,
+                            holder: r.get(1)?,
+                            since: r.get(2)?,
+                        })
+                    },
                 )
                 .optional()?;
-            if let Some((id, who, since)) = held {
-                if alive(&who) {
-                    return Ok(Err((id, who, since)));
+            if let Some(h) = held {
+                if alive(&h.holder) {
+                    return Ok(Err(h));
                 }
                 tx.execute(
                     "UPDATE deploys SET state = 'abandoned' WHERE id = ?1 AND state = 'running'",
-                    [id],
+                    [h.id],
                 )?;
                 tx.execute("DELETE FROM deploy_lock", [])?;
             }
             tx.execute(
-                "INSERT INTO deploys (started_at, trigger, commit_sha, branch, hosts, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+                "INSERT INTO deploys (started_at, trigger, commit_sha, branch, hosts, state, started_by, rollback_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
                 params![
                     new.started_at,
                     new.trigger,
                     new.commit,
                     new.branch,
-                    new.hosts
+                    new.hosts.join(" "),
+                    new.started_by,
+                    new.rollback_of,
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -74,29 +63,37 @@ pub async fn begin(
         .await
 }
 
-/// Records the end of deploy `id` (`succeeded` or `failed`, the summary table and the log) and releases the lock.
-pub async fn finish(
-    store: &Store,
-    id: i64,
-    at: i64,
-    ok: bool,
-    summary: String,
-    log: String,
-) -> Result<(), StoreError> {
+/// Records the end of release `id` (state, summary, log, each host's result; the release it replaced marked
+/// rolled back when it succeeded) and releases the lock.
+pub async fn finish(store: &Store, id: i64, end: ReleaseEnd) -> Result<(), StoreError> {
     store
         .call(move |c| {
             let tx = c.transaction()?;
+            let state = if end.ok { "succeeded" } else { "failed" };
             tx.execute(
                 "UPDATE deploys SET finished_at = ?2, state = ?3, summary = ?4, log = ?5 WHERE id = ?1",
-                params![id, at, if ok { "succeeded" } else { "failed" }, summary, log],
+                params![id, end.at, state, end.summary, end.log],
             )?;
+            for (position, h) in end.results.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO deploy_hosts (deploy_id, position, host, result, seconds, detail, left_out)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![id, position as i64, h.host, h.result, h.seconds, h.detail, h.left_out],
+                )?;
+            }
+            if let (true, Some(replaced)) = (end.ok, end.replaces) {
+                tx.execute(
+                    "UPDATE deploys SET rolled_back_by = ?1 WHERE id = ?2",
+                    [id, replaced],
+                )?;
+            }
             tx.execute("DELETE FROM deploy_lock WHERE deploy_id = ?1", [id])?;
             tx.commit()
         })
         .await
 }
 
-/// Marks deploy `id` failed (it could not run) and releases the lock.
+/// Marks release `id` failed (it could not run) and releases the lock.
 pub async fn abort(store: &Store, id: i64) -> Result<(), StoreError> {
     store
         .call(move |c| {
@@ -157,35 +154,12 @@ pub async fn forget_delivery(store: &Store, delivery: String) -> Result<(), Stor
         .await
 }
 
-/// One deploy as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeployRow {
-    /// The id.
-    pub id: i64,
-    /// When it started (RFC 3339).
-    pub started_at: String,
-    /// When it ended (RFC 3339).
-    pub finished_at: Option<String>,
-    /// What started it.
-    pub trigger: String,
-    /// The commit.
-    pub commit: Option<String>,
-    /// The branch.
-    pub branch: Option<String>,
-    /// The hosts.
-    pub hosts: Vec<String>,
-    /// running, succeeded, failed, abandoned.
-    pub state: String,
-    /// The summary table.
-    pub summary: Option<String>,
-}
+const COLUMNS: &str = "id, started_at, finished_at, trigger, commit_sha, branch, hosts, state, summary, \
+     started_by, rollback_of, rolled_back_by";
 
-const COLUMNS: &str =
-    "id, started_at, finished_at, trigger, commit_sha, branch, hosts, state, summary";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeployRow> {
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
     let time = |ms: i64| crate::core::time::rfc3339(crate::core::time::from_millis(ms));
-    Ok(DeployRow {
+    Ok(Release {
         id: r.get(0)?,
         started_at: time(r.get(1)?),
         finished_at: r.get::<_, Option<i64>>(2)?.map(time),
@@ -200,32 +174,58 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeployRow> {
             .collect(),
         state: r.get(7)?,
         summary: r.get(8)?,
+        started_by: r.get(9)?,
+        rollback_of: r.get(10)?,
+        rolled_back_by: r.get(11)?,
+        results: Vec::new(),
     })
 }
 
-/// Deploy `id`, if it exists.
-pub async fn get(store: &Store, id: i64) -> Result<Option<DeployRow>, StoreError> {
+fn with_results(c: &rusqlite::Connection, mut release: Release) -> rusqlite::Result<Release> {
+    let mut stmt = c.prepare_cached(
+        "SELECT host, result, seconds, detail, left_out FROM deploy_hosts WHERE deploy_id = ?1 ORDER BY position",
+    )?;
+    release.results = stmt
+        .query_map([release.id], |r| {
+            Ok(HostOutcome {
+                host: r.get(0)?,
+                result: r.get(1)?,
+                seconds: r.get(2)?,
+                detail: r.get(3)?,
+                left_out: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(release)
+}
+
+/// Release `id` with its hosts' results, if it exists.
+pub async fn get(store: &Store, id: i64) -> Result<Option<Release>, StoreError> {
     store
         .call(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM deploys WHERE id = ?1"),
-                [id],
-                row,
-            )
-            .optional()
+            let found = c
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM deploys WHERE id = ?1"),
+                    [id],
+                    row,
+                )
+                .optional()?;
+            found.map(|r| with_results(c, r)).transpose()
         })
         .await
 }
 
-/// The last `limit` deploys, newest first.
-pub async fn recent(store: &Store, limit: u32) -> Result<Vec<DeployRow>, StoreError> {
+/// The last `limit` releases with their hosts' results, newest first.
+pub async fn recent(store: &Store, limit: u32) -> Result<Vec<Release>, StoreError> {
     store
         .call(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM deploys ORDER BY id DESC LIMIT ?1"
             ))?;
-            let rows = stmt.query_map([limit], row)?;
-            rows.collect()
+            let rows = stmt
+                .query_map([limit], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(|r| with_results(c, r)).collect()
         })
         .await
 }

@@ -20,6 +20,8 @@ pub struct Target {
     pub address: String,
     /// SSH port, if not the default from ssh_config.
     pub port: Option<u16>,
+    /// The cloud instance's id when the host comes from the fleet (what an `elb` balancer registers).
+    pub instance_id: Option<String>,
 }
 
 impl Target {
@@ -66,6 +68,7 @@ impl Target {
             name: String::new(),
             address: address.to_owned(),
             port,
+            instance_id: None,
         };
         target.name = target.host();
         Ok(target)
@@ -76,6 +79,30 @@ impl Target {
         Target {
             name: name.into(),
             address: address.into(),
+            port: None,
+            instance_id: None,
+        }
+    }
+
+    /// The same host, known to the cloud as instance `id`.
+    pub fn with_instance_id(mut self, id: impl Into<String>) -> Target {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// The host as a balancer sees it: the fleet instance (by id), or for a listed host its address as the id
+    /// (an `elb` target group of type `ip`; a `command` balancer gets `{id}` = `{address}`).
+    pub fn as_instance(&self) -> crate::cloud::Instance {
+        crate::cloud::Instance {
+            id: self
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| self.address.clone()),
+            name: self.name.clone(),
+            state: crate::cloud::State::Running,
+            launched_at: std::time::SystemTime::UNIX_EPOCH,
+            private_address: Some(self.address.clone()),
+            public_address: None,
             port: None,
         }
     }

@@ -1,5 +1,6 @@
-//! The deploy's web parts: `POST /hooks/deploy` (the signed CI trigger), `GET /api/deploys/{id}`, the
-//! status page block of the last ten deploys, and its lane of the "last 24 hours" chart.
+//! The deploy's web parts: `POST /hooks/deploy` (the signed CI trigger), `GET /api/deploys/{id}`,
+//! `GET /api/releases?limit=N` (newest first), the status page block of the last ten deploys, and its lane of
+//! the "last 24 hours" chart.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -9,13 +10,13 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Json;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use super::service::{DeployServiceError, Deployer, LogSink};
+use super::service::{DeployServiceError, Deployer, LogSink, Origin};
 use super::store;
 use super::{DeployContext, Trigger, WebhookOutcome, WebhookRequest};
 use crate::core::time::millis;
@@ -52,6 +53,7 @@ pub fn routes(deployer: Deployer, shutdown: CancellationToken) -> Router {
             post(hook).layer(DefaultBodyLimit::max(limit)),
         )
         .route("/api/deploys/{id}", get(one))
+        .route("/api/releases", get(list))
         .with_state(HookState { deployer, shutdown })
 }
 
@@ -131,7 +133,8 @@ async fn start(s: &HookState, trigger: &Trigger) -> Result<i64, (u16, DeployServ
     };
     let deployer = &s.deployer;
     let plan = deployer.plan(context, None).await.map_err(|e| (422, e))?;
-    let id = deployer.begin(&plan, "webhook").await.map_err(|e| {
+    let origin = Origin::webhook(&trigger.delivery);
+    let id = deployer.begin(&plan, &origin).await.map_err(|e| {
         let status = if matches!(e, DeployServiceError::Locked { .. }) {
             409
         } else {
@@ -153,8 +156,25 @@ async fn start(s: &HookState, trigger: &Trigger) -> Result<i64, (u16, DeployServ
     Ok(id)
 }
 
+#[derive(serde::Deserialize)]
+struct Limit {
+    limit: Option<u32>,
+}
+
+/// `GET /api/releases?limit=N`: `{ "releases": [...] }`, newest first (default 20, at most 500).
+async fn list(State(s): State<HookState>, Query(q): Query<Limit>) -> Answer {
+    let limit = q.limit.unwrap_or(20).clamp(1, 500);
+    match s.deployer.releases().recent(limit).await {
+        Ok(releases) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "releases": releases })),
+        ),
+        Err(e) => refuse(503, e.to_string()),
+    }
+}
+
 async fn one(State(s): State<HookState>, Path(id): Path<i64>) -> Answer {
-    match store::get(s.deployer.store(), id).await {
+    match s.deployer.releases().get(id).await {
         Ok(Some(v)) => (
             StatusCode::OK,
             Json(serde_json::to_value(v).unwrap_or_default()),

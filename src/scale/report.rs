@@ -43,26 +43,11 @@ pub fn fleet_table(fleet: &[(Instance, Option<f64>)], now: SystemTime) -> String
             ]
         })
         .collect();
-    let header = ["ID", "NAME", "STATE", "AGE", "ADDRESS", "LOAD"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    if rows.is_empty() {
-        out.push_str("(no instances)\n");
-    }
-    out
+    crate::core::table::render(
+        ["ID", "NAME", "STATE", "AGE", "ADDRESS", "LOAD"],
+        &rows,
+        "(no instances)",
+    )
 }
 
 /// The fleet as JSON (an array of instances, each with `load`: a number or null).

@@ -1,5 +1,5 @@
-//! The scaler's block on the status page (the latest cycle's fleet, median, prediction and decision) and its
-//! lane of the "last 24 hours" chart: the fleet's size and median load, each scaling decision marked.
+//! The scaler's block on the status page and `GET /api/fleet` (the latest cycle's fleet, median, prediction and
+//! decision), and its lane of the "last 24 hours" chart: the fleet's size and median load, each decision marked.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,40 @@ impl crate::web::Section for FleetStatus {
     fn render(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + '_>> {
         Box::pin(async move { status_html(self.latest().as_ref()) })
     }
+}
+
+/// `GET /api/fleet`: the latest cycle as JSON (`{"cycle": null}` before the first).
+pub fn routes(status: FleetStatus) -> axum::Router {
+    axum::Router::new()
+        .route("/api/fleet", axum::routing::get(fleet_api))
+        .with_state(status)
+}
+
+async fn fleet_api(
+    axum::extract::State(status): axum::extract::State<FleetStatus>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(fleet_json(status.latest().as_ref()))
+}
+
+/// The latest cycle as the API shows it: instances with their load, median, prediction, decision and outcome.
+pub fn fleet_json(latest: Option<&CycleReport>) -> serde_json::Value {
+    let Some(r) = latest else {
+        return serde_json::json!({ "cycle": null });
+    };
+    let a = &r.assessment;
+    serde_json::json!({
+        "cycle": {
+            "at": crate::core::time::rfc3339(r.at),
+            "instances": super::report::fleet_json(&r.instances),
+            "total": a.total,
+            "median": a.median,
+            "predicted_after_removal": a.predicted_after_removal,
+            "decision": decision_line(&r.decision),
+            "reason": r.decision.reason(),
+            "outcome": outcome_text(r),
+            "dry_run": r.dry_run,
+        }
+    })
 }
 
 /// The status page's fleet section.
@@ -197,5 +231,6 @@ mod tests {
     #[test]
     fn status_section_says_when_nothing_ran() {
         assert!(status_html(None).contains("No scaling cycle"));
+        assert_eq!(fleet_json(None), serde_json::json!({ "cycle": null }));
     }
 }

@@ -127,4 +127,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         held_at INTEGER NOT NULL
      );",
+    // 7: releases: who started each deploy, rollbacks, and each host's result (deploy/store.rs).
+    "ALTER TABLE deploys ADD COLUMN started_by TEXT;
+     ALTER TABLE deploys ADD COLUMN rollback_of INTEGER;
+     ALTER TABLE deploys ADD COLUMN rolled_back_by INTEGER;
+     CREATE TABLE deploy_hosts (
+        deploy_id INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        result TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        detail TEXT NOT NULL,
+        left_out INTEGER NOT NULL,
+        PRIMARY KEY (deploy_id, position)
+     );",
 ];

@@ -132,20 +132,25 @@ async fn aws_load_is_one_batched_call_with_averages_and_none_without_data() {
     assert_eq!(proxy.actions(), ["GetMetricData"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn elb_registers_and_deregisters_targets() {
-    let (_moto, _proxy, p, sdk) = aws().await;
-    let arn = crate::scale::target_group(&sdk).await;
-    let elb = ElbBalancer::with_sdk_config(
-        &sdk,
+/// An `elb` balancer for target group `arn`, on port 8080.
+fn elb_for(sdk: &aws_config::SdkConfig, arn: &str) -> ElbBalancer {
+    ElbBalancer::with_sdk_config(
+        sdk,
         ElbConfig {
-            target_group_arn: arn.clone(),
+            target_group_arn: arn.to_owned(),
             port: Some(8080),
             region: None,
             endpoint_url: None,
         },
         quick_retry(),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elb_registers_and_deregisters_targets() {
+    let (_moto, _proxy, p, sdk) = aws().await;
+    let arn = crate::scale::target_group(&sdk).await;
+    let elb = elb_for(&sdk, &arn);
     let i = p.create("web-a", "web-a").await.unwrap();
     elb.register(&i).await.unwrap();
     assert_eq!(
@@ -154,6 +159,51 @@ async fn elb_registers_and_deregisters_targets() {
     );
     elb.deregister(&i).await.unwrap();
     assert!(crate::scale::targets(&sdk, &arn).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elb_drain_reads_the_deregistration_delay_and_deregisters() {
+    let (_moto, proxy, p, sdk) = aws().await;
+    let arn = crate::scale::target_group(&sdk).await;
+    aws_sdk_elasticloadbalancingv2::Client::new(&sdk)
+        .modify_target_group_attributes()
+        .target_group_arn(&arn)
+        .attributes(
+            aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                .key("deregistration_delay.timeout_seconds")
+                .value("7")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let elb = elb_for(&sdk, &arn);
+    assert_eq!(
+        elb.deregistration_delay().await.unwrap(),
+        Duration::from_secs(7)
+    );
+    let i = p.create("web-a", "web-a").await.unwrap();
+    elb.register(&i).await.unwrap();
+    proxy.clear();
+    let started = std::time::Instant::now();
+    elb.drain(&i).await.unwrap();
+    assert!(crate::scale::targets(&sdk, &arn).await.is_empty());
+    // moto drops a deregistered target at once (no `draining` state): the drain ends without waiting the delay.
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    let actions = proxy.actions();
+    assert_eq!(
+        &actions[..2],
+        ["DescribeTargetGroupAttributes", "DeregisterTargets"],
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"DescribeTargetHealth".to_owned()),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,13 +29,7 @@ impl RolloutSink for Lines {
 
 /// A `[deploy]` config for `hosts` with `extra` TOML lines appended.
 fn config(hosts: &SshHosts, steps: &[String], extra: &str) -> DeployConfig {
-    let text = format!(
-        "hosts = {:?}\nuser = \"root\"\nidentity = {:?}\nknown_hosts = {:?}\nssh_config = {:?}\nsteps = {steps:?}\n{extra}",
-        hosts.addresses(),
-        hosts.client_key,
-        hosts.known_hosts,
-        hosts.ssh_config,
-    );
+    let text = format!("{}steps = {steps:?}\n{extra}", hosts.deploy_login());
     let config: DeployConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(config.validate(), vec![]);
     config
@@ -48,7 +42,7 @@ async fn run(config: &DeployConfig) -> (RolloutSummary, Arc<Lines>) {
     };
     let plan = build_plan(config, &[], &context, None).unwrap();
     let sink = Arc::new(Lines::default());
-    let summary = deploy(config, &plan, sink.clone(), CancellationToken::new())
+    let summary = deploy(config, &plan, None, sink.clone(), CancellationToken::new())
         .await
         .unwrap();
     (summary, sink)
@@ -247,7 +241,7 @@ async fn a_hanging_step_times_out() {
     let c = config(
         &hosts,
         &["echo started; sleep 20.5".into()],
-        "step_timeout = \"1s\"\n",
+        "step_timeout = \"3s\"\n",
     );
     let started = std::time::Instant::now();
     let (summary, lines) = run(&c).await;
@@ -257,7 +251,7 @@ async fn a_hanging_step_times_out() {
         started.elapsed()
     );
     let (_, failure) = summary.first_failure().unwrap();
-    assert_eq!(failure.reason, "timed out after 1s");
+    assert_eq!(failure.reason, "timed out after 3s");
     assert_eq!(failure.exit_code, None);
     assert_eq!(failure.last_lines, ["started"]);
     assert!(

@@ -13,7 +13,7 @@ use tend::deploy::webhook::sign;
 
 use crate::support::smtp::SmtpSink;
 use crate::support::sshd::{SshHosts, start_hosts};
-use crate::support::{Tend, free_port, http_get, tend_bin, wait_for};
+use crate::support::{Tend, free_port, http_get, run_tend, wait_for};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const HOOK_COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
@@ -46,15 +46,11 @@ impl Setup {
              [alert]\ngroup_wait = \"200ms\"\n\
              [[alert.notifier]]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
              from = \"tend@example.com\"\nto = [\"ops@example.com\"]\n\
-             [deploy]\nhosts = {hosts:?}\nuser = \"root\"\nidentity = {key:?}\nknown_hosts = {kh:?}\n\
-             ssh_config = {cfg:?}\nsteps = {steps:?}\nbatch = 1\nstep_timeout = \"30s\"\n\
+             [deploy]\n{login}steps = {steps:?}\nbatch = 1\nstep_timeout = \"30s\"\n\
              [deploy.webhook]\nsecret = \"{SECRET}\"\nbranch = \"main\"\n",
             db = dir.path().join("tend.db"),
             smtp = sink.port,
-            hosts = hosts.addresses(),
-            key = hosts.client_key,
-            kh = hosts.known_hosts,
-            cfg = hosts.ssh_config,
+            login = hosts.deploy_login(),
         );
         std::fs::write(dir.path().join("tend.toml"), text).unwrap();
         Setup {
@@ -68,37 +64,7 @@ impl Setup {
 
     /// `tend ARGS` in the config folder, to its end (deadline 60 s).
     fn tend(&self, args: &[&str]) -> Output {
-        let mut child = Command::new(tend_bin())
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("TEND_CONFIG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start tend");
-        // Drain the pipes on threads so a chatty child never blocks on a full pipe.
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = stdout.read_to_end(&mut v);
-            v
-        });
-        let err = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = stderr.read_to_end(&mut v);
-            v
-        });
-        let status = wait_for(
-            &format!("tend {args:?} to exit"),
-            Duration::from_secs(60),
-            || child.try_wait().ok().flatten(),
-        );
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
+        run_tend(self.dir.path(), args)
     }
 
     fn db(&self) -> rusqlite::Connection {
@@ -597,7 +563,7 @@ fn the_signed_webhook_deploys_and_refuses_everything_else() {
 }
 
 /// The subject (unfolded) and the decoded text body of a raw mail.
-fn decode_mail(raw: &str) -> (String, String) {
+pub(crate) fn decode_mail(raw: &str) -> (String, String) {
     let raw = raw.replace("\r\n", "\n");
     let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
     let head = head.replace("\n ", " ").replace("\n\t", " ");

@@ -69,6 +69,42 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     Some(body)
 }
 
+/// `tend ARGS` in `dir`, to its end (deadline 60 s), its output captured.
+pub fn run_tend(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    use std::io::Read;
+    let mut child = std::process::Command::new(tend_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TEND_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tend");
+    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let status = wait_for(
+        &format!("tend {args:?} to exit"),
+        Duration::from_secs(60),
+        || child.try_wait().ok().flatten(),
+    );
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 /// A running `tend` process; stopped with SIGINT (then SIGKILL) on drop.
 pub struct Tend {
     /// The child process.

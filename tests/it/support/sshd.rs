@@ -51,6 +51,18 @@ impl SshHosts {
             .map(|h| format!("127.0.0.1:{}", h.port))
             .collect()
     }
+
+    /// The `[deploy]` lines that log in to these hosts as root: `hosts`, `user`, `identity`, `known_hosts`,
+    /// `ssh_config`.
+    pub fn deploy_login(&self) -> String {
+        format!(
+            "hosts = {:?}\nuser = \"root\"\nidentity = {:?}\nknown_hosts = {:?}\nssh_config = {:?}\n",
+            self.addresses(),
+            self.client_key,
+            self.known_hosts,
+            self.ssh_config,
+        )
+    }
 }
 
 impl Sshd {
