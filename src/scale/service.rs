@@ -123,6 +123,7 @@ pub struct Orchestrator {
     pub(super) last_reason: String,
     pub(super) http: reqwest::Client,
     pub(super) memory_saved: Option<tokio::time::Instant>,
+    pub(super) warmed: bool,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -161,6 +162,7 @@ impl Orchestrator {
             last_reason: String::new(),
             http: reqwest::Client::new(),
             memory_saved: None,
+            warmed: false,
         }
     }
 
@@ -233,8 +235,17 @@ impl Orchestrator {
         tracing::warn!(alert = false, fleet = %self.prefix, %error, "Scaling failed: {what}");
     }
 
+    /// The wall clock (tokio's, so tests with paused time move it).
+    pub(super) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// One cycle: observe, decide, act, store. `Err` when listing or reading the load failed (nothing decided).
+    /// The first cycle learns from the provider's history first ([`Orchestrator::warm_start`]).
     pub async fn cycle(&mut self) -> Result<CycleReport, ScaleError> {
+        if !self.warmed {
+            self.warm_start().await;
+        }
         let now = self.clock.now();
         let prefix = name_prefix(&self.prefix);
         let listed = match self.call("list", self.provider.list(&prefix)).await {
@@ -246,7 +257,10 @@ impl Orchestrator {
         };
         let live: Vec<Instance> = listed.into_iter().filter(|i| i.state.is_live()).collect();
         let running = running_ids(&live);
-        let window = self.config.policy.window;
+        // A metric coarser than the window (basic monitoring: a point every 5 minutes) needs a wider window, or
+        // most readings would find no point and call the fleet's data missing.
+        let resolution = self.policy.history().resolution().unwrap_or_default();
+        let window = self.config.policy.window.max(resolution * 2);
         let loads = match self
             .call("load", self.provider.load(&running, window))
             .await

@@ -102,4 +102,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         since INTEGER NOT NULL
      );
      CREATE TABLE webhook_deliveries (delivery TEXT PRIMARY KEY, at INTEGER NOT NULL);",
+    // 5: the local provider's load readings, its history for the scaler's warm start (cloud/store.rs).
+    "CREATE TABLE local_load (id TEXT NOT NULL, at INTEGER NOT NULL, load REAL NOT NULL);
+     CREATE INDEX local_load_at ON local_load (at);",
 ];
