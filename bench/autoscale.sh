@@ -4,7 +4,8 @@
 # target tracking, the Kubernetes HPA), every threshold of each baseline tried on a 1-point grid; the table shows
 # each baseline at its cheapest setting that meets the SLO, the equal-risk table at its cheapest setting that is
 # overloaded no more often than tend. Then the generalisation set (the example `generalise`) with the baselines
-# fixed at those settings. It ends with one summary: tend's server-hours over each baseline's, per boot time.
+# fixed at those settings. It ends with a summary (tend's server-hours over each baseline's, per boot time) and
+# the cost of basic CloudWatch monitoring (tend at a 5-minute metric lag against 1 minute).
 #
 # Run:   cargo build --release --bin tend --example generalise && bench/autoscale.sh
 # Env:   TEND (binary; default ${CARGO_TARGET_DIR:-target}/release/tend), GENERALISE (the example binary),
@@ -57,4 +58,10 @@ echo
 echo "=============== summary: the generalisation set (without the shipped trace), baselines at the shipped trace's settings"
 for boot in $boots; do
   echo "boot ${boot}s:"; grep -E "^(goal|held out|[0-9]+ traces)" "$work/gen-$boot" | sed 's/^/  /'
+done
+echo
+echo "=============== basic CloudWatch monitoring (5-minute points): tend at --lag 1m and --lag 5m, boot 120s"
+for lag in 1m 5m; do
+  "$bin" simulate --trace "$trace" --step 30s --boot 120s --lag "$lag" --policy tend --policy oracle |
+    awk -v lag="$lag" '$1 == "tend" { printf "lag %s: tend %s server-hours, %s overloaded minutes (SLO %s)\n", lag, $4, $6, $3 }'
 done

@@ -89,7 +89,8 @@ pub async fn record_loads(store: &Store, rows: Vec<(String, i64, f64)>) -> Resul
         .call(move |c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare("INSERT INTO local_load (id, at, load) VALUES (?1, ?2, ?3)")?;
+                let mut st =
+                    tx.prepare("INSERT INTO local_load (id, at, load) VALUES (?1, ?2, ?3)")?;
                 for (id, at, load) in &rows {
                     st.execute(rusqlite::params![id, at, load])?;
                 }

@@ -196,9 +196,9 @@ impl History {
 
     /// How much history the learned rises cover at `now` (from the oldest one kept).
     pub fn span(&self, now: SystemTime) -> Duration {
-        self.rises
-            .front()
-            .map_or(Duration::ZERO, |r| now.duration_since(r.at).unwrap_or_default())
+        self.rises.front().map_or(Duration::ZERO, |r| {
+            now.duration_since(r.at).unwrap_or_default()
+        })
     }
 
     /// The metric's resolution seen in the provider's history, if any was read.
@@ -209,8 +209,9 @@ impl History {
     /// How much later than 1-minute data the metric shows a change: basic monitoring's 5-minute points come up to
     /// 4 minutes later. Added to the horizon before a boot delay is measured and to the boot grace.
     pub fn extra_lag(&self) -> Duration {
-        self.resolution
-            .map_or(Duration::ZERO, |r| r.saturating_sub(Duration::from_secs(60)))
+        self.resolution.map_or(Duration::ZERO, |r| {
+            r.saturating_sub(Duration::from_secs(60))
+        })
     }
 
     /// Notes which instances have data now (`(id, launched_at, has_data)`): measures the boot-to-data delay of
@@ -576,12 +577,18 @@ mod tests {
     fn basic_monitoring_lengthens_the_horizon() {
         let c = config(300);
         let mut h = History::new();
-        assert_eq!(h.horizon(c.boot_grace, c.interval), Duration::from_secs(330));
+        assert_eq!(
+            h.horizon(c.boot_grace, c.interval),
+            Duration::from_secs(330)
+        );
         let past: Vec<(SystemTime, f64)> = (0..24u64).map(|k| (at(k * 300), 2.0)).collect();
         h.learn_past(&past, Duration::from_secs(300), &c);
         assert_eq!(h.resolution(), Some(Duration::from_secs(300)));
         assert_eq!(h.extra_lag(), Duration::from_secs(240));
-        assert_eq!(h.horizon(c.boot_grace, c.interval), Duration::from_secs(570));
+        assert_eq!(
+            h.horizon(c.boot_grace, c.interval),
+            Duration::from_secs(570)
+        );
         let back = History::restore(&h.snapshot());
         assert_eq!(back.extra_lag(), Duration::from_secs(240));
     }

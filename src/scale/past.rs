@@ -100,7 +100,9 @@ mod tests {
             // c joined at the 5th minute, busy at first.
             Series {
                 id: "c".into(),
-                points: (5..10).map(|k| (at(k * 60), if k == 5 { 100.0 } else { 50.0 })).collect(),
+                points: (5..10)
+                    .map(|k| (at(k * 60), if k == 5 { 100.0 } else { 50.0 }))
+                    .collect(),
             },
         ]);
         assert_eq!(past.resolution, Duration::from_secs(60));
@@ -113,12 +115,18 @@ mod tests {
 
     #[test]
     fn basic_monitoring_is_told_from_detailed_by_the_spacing() {
-        let basic = fleet_demand(&[series("a", 300, 12, |_| 40.0), series("b", 300, 12, |_| 60.0)]);
+        let basic = fleet_demand(&[
+            series("a", 300, 12, |_| 40.0),
+            series("b", 300, 12, |_| 60.0),
+        ]);
         assert_eq!(basic.resolution, Duration::from_secs(300));
         assert_eq!(basic.demand.len(), 12);
         assert_eq!(basic.demand[3].1, 1.0);
         // One instance with detailed monitoring sets the resolution.
-        let mixed = fleet_demand(&[series("a", 300, 12, |_| 40.0), series("b", 60, 60, |_| 60.0)]);
+        let mixed = fleet_demand(&[
+            series("a", 300, 12, |_| 40.0),
+            series("b", 60, 60, |_| 60.0),
+        ]);
         assert_eq!(mixed.resolution, Duration::from_secs(60));
         assert_eq!(fleet_demand(&[]), Past::default());
     }

@@ -184,7 +184,8 @@ impl Policy {
 
     /// Learns from the fleet's past demand before the first decision (see [`History::learn_past`]).
     pub fn learn_past(&mut self, past: &super::past::Past, config: &PolicyConfig) {
-        self.history.learn_past(&past.demand, past.resolution, config);
+        self.history
+            .learn_past(&past.demand, past.resolution, config);
     }
 
     /// What it has learned so far.

@@ -293,10 +293,30 @@ fn without_history_the_configured_rule_decides_and_says_so() {
     let cfg = PolicyConfig::default();
     let some = |v: f64, n: usize| vec![Some(v); n];
     let cases: Vec<(Vec<Option<f64>>, usize, &str, &str)> = vec![
-        (some(75.0, 2), 0, "hold", "predicted 150.0% after removal, not below low 80%"),
-        (some(50.0, 3), 0, "remove i-00", "predicted 75.0% after removal, below low 80%"),
-        (some(95.0, 2), 0, "add 1", "median 95.0% above high 90%: 2 → 3"),
-        (some(97.0, 15), 0, "add 2", "median 97.0% above high 90%: 15 → 17"),
+        (
+            some(75.0, 2),
+            0,
+            "hold",
+            "predicted 150.0% after removal, not below low 80%",
+        ),
+        (
+            some(50.0, 3),
+            0,
+            "remove i-00",
+            "predicted 75.0% after removal, below low 80%",
+        ),
+        (
+            some(95.0, 2),
+            0,
+            "add 1",
+            "median 95.0% above high 90%: 2 → 3",
+        ),
+        (
+            some(97.0, 15),
+            0,
+            "add 2",
+            "median 97.0% above high 90%: 15 → 17",
+        ),
         (some(95.0, 2), 1, "hold", "1 instance(s) booting"),
         (some(100.0, 2), 0, "add 6", "saturated at median 100.0%"),
         (some(40.0, 2), 1, "hold", "booting"),
@@ -304,7 +324,8 @@ fn without_history_the_configured_rule_decides_and_says_so() {
     for (loads, booting, expected, says) in cases {
         let mut f = fleet(&loads);
         for b in 0..booting {
-            f.instances.push(inst(&format!("b{b}"), 10, InstanceState::Pending, None));
+            f.instances
+                .push(inst(&format!("b{b}"), 10, InstanceState::Pending, None));
         }
         let p = Policy::new();
         let d = p.decide(&f, &cfg, now());
@@ -333,12 +354,16 @@ fn learned_history_is_named_in_the_reason() {
     let d = p.decide(&fleet(&[Some(75.0); 2]), &cfg, now());
     assert_eq!(kind(&d), "hold", "{}", d.reason());
     assert!(
-        d.reason()
-            .contains("learned from 2.0 hours of history: 99.95th-percentile rise over 5.5 min = +0.0%"),
+        d.reason().contains(
+            "learned from 2.0 hours of history: 99.95th-percentile rise over 5.5 min = +0.0%"
+        ),
         "{}",
         d.reason()
     );
-    assert_eq!(kind(&p.decide(&fleet(&[Some(50.0); 3]), &cfg, now())), "remove i-00");
+    assert_eq!(
+        kind(&p.decide(&fleet(&[Some(50.0); 3]), &cfg, now())),
+        "remove i-00"
+    );
 }
 
 #[test]

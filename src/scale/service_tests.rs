@@ -377,8 +377,12 @@ async fn spiky_history_keeps_headroom_and_no_history_is_the_configured_rule() {
     let mut r = rig(FakeProvider::with_running("web", 2, Some(75.0)), false);
     predictive(&mut r);
     for id in ["i-seed0", "i-seed1"] {
-        r.provider
-            .set_past(id, two_hours, minute, |k| if k % 20 < 3 { 100.0 } else { 50.0 });
+        r.provider.set_past(
+            id,
+            two_hours,
+            minute,
+            |k| if k % 20 < 3 { 100.0 } else { 50.0 },
+        );
     }
     let report = r.orch.cycle().await.unwrap();
     assert!(
@@ -386,15 +390,20 @@ async fn spiky_history_keeps_headroom_and_no_history_is_the_configured_rule() {
         "{report:?}"
     );
     assert!(
-        report.decision.reason().contains("learned from 2.0 hours of history"),
+        report
+            .decision
+            .reason()
+            .contains("learned from 2.0 hours of history"),
         "{report:?}"
     );
 
     // The history cannot be read: said in the log, and the policy is the configured rule (2 at 75 % hold).
     let mut r = rig(FakeProvider::with_running("web", 2, Some(75.0)), false);
     predictive(&mut r);
-    r.provider
-        .fail_once(Op::History, CloudError::permanent("cloudwatch:GetMetricData", "AccessDenied"));
+    r.provider.fail_once(
+        Op::History,
+        CloudError::permanent("cloudwatch:GetMetricData", "AccessDenied"),
+    );
     let report = r.orch.cycle().await.unwrap();
     assert!(
         matches!(&report.decision, Decision::Hold { reason } if reason.contains("no history yet: the configured high/low rule")),

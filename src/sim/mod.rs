@@ -42,8 +42,8 @@ use crate::cloud::sim::trace;
 use baselines::{AwsSimple, AwsTargetTracking, Bounds, K8sHpa, Seed, SimPolicy, Tend};
 use engine::{Outcome, Scenario};
 pub use report::{EqualRisk, PolicyReport, SimReport, print_report};
-pub use sweep::sweep_settings;
 use sweep::run_one;
+pub use sweep::sweep_settings;
 
 use crate::scale::config::{DEFAULT_MAX, PolicyConfig};
 use crate::scale::policy::Policy;

@@ -214,13 +214,20 @@ fn print_equal_risk(rows: &[EqualRisk], out: &mut dyn std::io::Write) -> std::io
         "name", "setting", "server_hours", "overloaded_minutes", "tend_ratio"
     )?;
     for e in rows {
-        match (&e.setting, e.server_hours, e.overloaded_minutes, e.tend_ratio) {
-            (Some(s), Some(h), Some(o), Some(t)) => writeln!(
+        match (
+            &e.setting,
+            e.server_hours,
+            e.overloaded_minutes,
+            e.tend_ratio,
+        ) {
+            (Some(s), Some(h), Some(o), Some(t)) => {
+                writeln!(out, "{:<20} {s:<16} {h:>12.1} {o:>18} {t:>10.3}", e.name)?
+            }
+            _ => writeln!(
                 out,
-                "{:<20} {s:<16} {h:>12.1} {o:>18} {t:>10.3}",
-                e.name
+                "{:<20} {:<16} (no swept setting is that safe)",
+                e.name, "-"
             )?,
-            _ => writeln!(out, "{:<20} {:<16} (no swept setting is that safe)", e.name, "-")?,
         }
     }
     Ok(())
@@ -341,10 +348,11 @@ pub fn write_risk_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
         .filter(|p| p.name != "oracle" && !r.sweeps.iter().any(|s| s.name == p.name))
         .collect();
     let all_pts = || {
-        curves
-            .iter()
-            .flat_map(|c| c.1.iter().copied())
-            .chain(singles.iter().map(|p| (p.overloaded_minutes as f64, p.server_hours)))
+        curves.iter().flat_map(|c| c.1.iter().copied()).chain(
+            singles
+                .iter()
+                .map(|p| (p.overloaded_minutes as f64, p.server_hours)),
+        )
     };
     let x_max = all_pts().map(|p| p.0).fold(r.slo_minutes, f64::max) * 1.05 + 1.0;
     let y_min = all_pts().map(|p| p.1).fold(f64::MAX, f64::min);

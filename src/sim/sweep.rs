@@ -175,10 +175,7 @@ mod tests {
     fn the_grid_has_every_point() {
         let seed = sweep_settings("seed");
         assert_eq!(seed.len(), 98 * 99 / 2);
-        let has = |h: &str, l: &str| {
-            seed.iter()
-                .any(|k| k[0].1 == h && k[1].1 == l)
-        };
+        let has = |h: &str, l: &str| seed.iter().any(|k| k[0].1 == h && k[1].1 == l);
         assert!(has("73", "44") && has("99", "98") && has("2", "1"));
         assert!(!has("50", "50"));
         let tt = sweep_settings("aws-target-tracking");
@@ -197,7 +194,13 @@ mod tests {
         let sw = Sweep {
             name: "seed".into(),
             cap: 30,
-            points: vec![p("a", 10.0, 0), p("b", 12.0, 1), p("c", 8.0, 3), p("d", 9.0, 2), p("e", 7.0, 9)],
+            points: vec![
+                p("a", 10.0, 0),
+                p("b", 12.0, 1),
+                p("c", 8.0, 3),
+                p("d", 9.0, 2),
+                p("e", 7.0, 9),
+            ],
         };
         let f: Vec<&str> = sw.frontier().iter().map(|x| x.setting.as_str()).collect();
         assert_eq!(f, ["a", "d", "c", "e"]);

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::{PolicySpec, SimError, SimOptions, run_values, sweep_settings};
 pub use super::traces::*;
+use super::{PolicySpec, SimError, SimOptions, run_values, sweep_settings};
 
 /// One trace of the generalisation set.
 #[derive(Debug, Clone)]
@@ -267,7 +267,9 @@ pub fn summary(results: &[CaseResult]) -> String {
     for r in results.iter().filter(|r| r.held_out) {
         let verdict = match (r.tend_ok(), r.ratio()) {
             (false, _) => "tend misses the SLO".to_string(),
-            (true, Some(x)) => format!("tend meets the SLO at {x:.3}x the cheapest baseline meeting it"),
+            (true, Some(x)) => {
+                format!("tend meets the SLO at {x:.3}x the cheapest baseline meeting it")
+            }
             (true, None) => "tend meets the SLO, no baseline does".to_string(),
         };
         out += &format!("held out ({}): {verdict}\n", r.case);

@@ -333,13 +333,22 @@ fn the_sweep_tries_every_point_and_equal_risk_is_at_tends_risk() {
         .collect();
     let opts = |policies: Vec<String>, sweep: bool| SimOptions {
         step: Duration::from_secs(30),
-        policies: policies.iter().map(|p| PolicySpec::parse(p).expect("spec")).collect(),
+        policies: policies
+            .iter()
+            .map(|p| PolicySpec::parse(p).expect("spec"))
+            .collect(),
         sweep,
         ..SimOptions::default()
     };
-    let swept = run_values(&values, "wave", &opts(vec!["tend".into(), "aws-target-tracking".into()], true))
-        .expect("runs");
-    let one_by_one: Vec<String> = (1..=99).map(|t| format!("aws-target-tracking:target={t}")).collect();
+    let swept = run_values(
+        &values,
+        "wave",
+        &opts(vec!["tend".into(), "aws-target-tracking".into()], true),
+    )
+    .expect("runs");
+    let one_by_one: Vec<String> = (1..=99)
+        .map(|t| format!("aws-target-tracking:target={t}"))
+        .collect();
     let each = run_values(&values, "wave", &opts(one_by_one, false)).expect("runs");
     let cheapest = |max: u64| {
         each.policies
@@ -376,6 +385,10 @@ fn the_sweep_tries_every_point_and_equal_risk_is_at_tends_risk() {
     }
     // The sweep keeps every finished setting: 99 targets, minus those stopped past the cap.
     let sw = &swept.sweeps[0];
-    let finished = each.policies.iter().filter(|p| p.overloaded_minutes <= sw.cap).count();
+    let finished = each
+        .policies
+        .iter()
+        .filter(|p| p.overloaded_minutes <= sw.cap)
+        .count();
     assert_eq!(sw.points.len(), finished);
 }

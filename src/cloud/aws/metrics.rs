@@ -95,9 +95,10 @@ impl AwsProvider {
                         continue;
                     };
                     if let Some(slot) = out.get_mut(chunk_no * QUERIES_PER_CALL + i) {
-                        let times = r.timestamps().iter().map(|t| {
-                            SystemTime::try_from(*t).unwrap_or(SystemTime::UNIX_EPOCH)
-                        });
+                        let times = r
+                            .timestamps()
+                            .iter()
+                            .map(|t| SystemTime::try_from(*t).unwrap_or(SystemTime::UNIX_EPOCH));
                         slot.extend(times.zip(r.values().iter().copied()));
                     }
                 }
