@@ -253,6 +253,28 @@ fn downsample(
     out
 }
 
+/// Draws a chart's legend (both charts' style) at `position`.
+fn legend<'a, 'b>(
+    chart: &mut ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    'b: 'a,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Draws demand and each simulated policy's serving capacity over time.
 pub fn write_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
     let err = |e: String| SimError::Output {
@@ -312,14 +334,7 @@ pub fn write_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
         .map_err(|e| err(e.to_string()))?
         .label("demand (servers)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))
 }
 
@@ -419,13 +434,6 @@ pub fn write_risk_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
         .map_err(|e| err(e.to_string()))?
         .label(format!("SLO: {slo:.1} overloaded minutes"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))
 }

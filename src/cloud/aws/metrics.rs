@@ -150,7 +150,7 @@ impl AwsProvider {
             .zip(all)
             .filter(|(_, p)| !p.is_empty())
             .map(|(id, mut points)| {
-                points.sort_by(|a, b| a.0.cmp(&b.0));
+                points.sort_by_key(|p| p.0);
                 Series {
                     id: id.clone(),
                     points,
