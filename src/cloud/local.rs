@@ -395,16 +395,20 @@ impl Provider for LocalProvider {
                 })
                 .collect();
             let loads = join_all(measures).await;
-            // Each reading is kept as the fleet's history (a failure to keep it costs only history).
+            // Each reading is kept as the fleet's history, in the background so the reading returns at once (a
+            // failure to keep it costs only history).
             let at = crate::core::time::millis(SystemTime::now());
             let rows = ids
                 .iter()
                 .zip(&loads)
                 .filter_map(|(id, l)| l.map(|l| (id.clone(), at, l)))
                 .collect();
-            if let Err(error) = store::record_loads(&self.store, rows).await {
-                crate::warning!(%error, "Cannot keep the local instances' load history");
-            }
+            let db = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store::record_loads(&db, rows).await {
+                    crate::warning!(%error, "Cannot keep the local instances' load history");
+                }
+            });
             Ok(loads)
         })
     }
