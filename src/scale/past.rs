@@ -66,6 +66,17 @@ pub fn fleet_demand(series: &[Series]) -> Past {
             }
         }
     }
+    // The edges of a read may hold only some instances' points (a period cut by the start, a point not yet
+    // published at the end): a bucket there with fewer points than its neighbour would read as a fall and a rise.
+    let counts: Vec<usize> = buckets.values().map(Vec::len).collect();
+    if counts.len() >= 2 {
+        if counts[counts.len() - 1] < counts[counts.len() - 2] {
+            buckets.pop_last();
+        }
+        if counts[0] < counts[1] {
+            buckets.pop_first();
+        }
+    }
     let demand = buckets
         .into_iter()
         .filter_map(|(b, loads)| {
@@ -111,6 +122,20 @@ mod tests {
         assert_eq!(past.demand[5].1, 2.25, "75, 75, 100: median 75 on 3");
         assert_eq!(past.demand[9].1, 1.5 * 1.5, "75, 75, 50: median 75 on 3");
         assert_eq!(past.span(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn partial_buckets_at_the_edges_are_left_out() {
+        // The provider put b's points one period later than a's (they were written across a period boundary): the
+        // first bucket holds a alone, the last b alone.
+        let a = series("a", 60, 10, |_| 50.0);
+        let b = Series {
+            id: "b".into(),
+            points: (1..=10).map(|k| (at(k * 60), 50.0)).collect(),
+        };
+        let past = fleet_demand(&[a, b]);
+        assert_eq!(past.demand.len(), 9, "{past:?}");
+        assert!(past.demand.iter().all(|d| d.1 == 1.0), "{past:?}");
     }
 
     #[test]
