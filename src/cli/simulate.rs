@@ -37,13 +37,17 @@ pub struct Args {
     /// aws-simple, aws-target-tracking, k8s-hpa, oracle. E.g. --policy aws-target-tracking:target=68
     #[arg(long, value_name = "NAME[:KNOB=VALUE,...]")]
     policy: Vec<String>,
-    /// For each baseline, search its main knob for the cheapest setting that meets the SLO (tend stays at its
-    /// defaults).
+    /// For each baseline, try every threshold on a 1-point grid: the table shows its cheapest setting that meets
+    /// the SLO, and an equal-risk table its cheapest setting at most as often overloaded as tend (at its defaults).
     #[arg(long)]
     sweep: bool,
     /// Draw demand and each policy's serving capacity over time into this SVG file.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Draw cost against overloaded minutes into this SVG file: each swept baseline's cheapest settings as a
+    /// curve, tend as a point (use with --sweep).
+    #[arg(long, value_name = "FILE")]
+    risk_svg: Option<PathBuf>,
     /// Print the report as JSON (fields under `policies`) instead of a table.
     #[arg(long)]
     json: bool,
@@ -70,6 +74,7 @@ impl Args {
                 sweep: self.sweep,
             },
             svg: self.svg,
+            risk_svg: self.risk_svg,
             json: self.json,
         })
     }

@@ -4,7 +4,8 @@
 //! process group so that tend's own Ctrl-C does not reach it and its whole tree can be signalled. Each is recorded
 //! in the store with its pid and its start time from `/proc/PID/stat`, so a restarted tend re-adopts the ones
 //! still alive, and a recycled pid is never mistaken for one of them. Load is the CPU used by the process group,
-//! read from `/proc` (100 % = one core busy); terminate is SIGTERM to the group, then SIGKILL after `grace`.
+//! read from `/proc` (100 % = one core busy), and every reading is kept in the store as the fleet's history;
+//! terminate is SIGTERM to the group, then SIGKILL after `grace`.
 //!
 //! A configured `local` fleet outlives tend and is re-adopted by the next run. The embedded demo's fleet is
 //! stopped with tend instead ([`stop_all`]): a demo must not leave workers burning the CPU after Ctrl-C.
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{CloudError, CloudFuture, Instance, Provider, State};
+use super::{CloudError, CloudFuture, Instance, Provider, Series, State};
 use crate::core::Invalid;
 use crate::core::template::{Template, render_shell};
 
@@ -396,7 +397,50 @@ impl Provider for LocalProvider {
                     }
                 })
                 .collect();
-            Ok(join_all(measures).await)
+            let loads = join_all(measures).await;
+            // Each reading is kept as the fleet's history, in the background so the reading returns at once (a
+            // failure to keep it costs only history).
+            let at = crate::core::time::millis(SystemTime::now());
+            let rows = ids
+                .iter()
+                .zip(&loads)
+                .filter_map(|(id, l)| l.map(|l| (id.clone(), at, l)))
+                .collect();
+            let db = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store::record_loads(&db, rows).await {
+                    crate::warning!(%error, "Cannot keep the local instances' load history");
+                }
+            });
+            Ok(loads)
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        ids: &'a [String],
+        since: SystemTime,
+        until: SystemTime,
+    ) -> CloudFuture<'a, Vec<Series>> {
+        Box::pin(async move {
+            use crate::core::time::{from_millis, millis};
+            let rows = store::load_history(&self.store, ids.to_vec(), millis(since), millis(until))
+                .await
+                .map_err(|e| store_err("local:history", e))?;
+            Ok(ids
+                .iter()
+                .filter_map(|id| {
+                    let points: Vec<(SystemTime, f64)> = rows
+                        .iter()
+                        .filter(|r| &r.0 == id)
+                        .map(|r| (from_millis(r.1), r.2))
+                        .collect();
+                    (!points.is_empty()).then(|| Series {
+                        id: id.clone(),
+                        points,
+                    })
+                })
+                .collect())
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A [`Provider`] lists the instances named with tend's prefix (every page), creates one (idempotent on a
 //! client token, so a retried create never makes two), terminates one, and reads the fleet's load in one
-//! batched call (`None` = no data yet, never 0 %). Three implementations, picked by `[cloud] provider`:
+//! batched call (`None` = no data yet, never 0 %), and reads the fleet's load history (so the scaler learns before
+//! its first decision). Three implementations, picked by `[cloud] provider`:
 //! [`aws`] (EC2 + CloudWatch through the official SDK), [`local`] (processes on this machine: the demo) and
 //! [`sim`] (a deterministic simulated fleet on tokio time, for tests and rehearsals).
 //!
@@ -139,6 +140,15 @@ impl CloudError {
     }
 }
 
+/// One instance's load history: (time, load in percent) at the provider's resolution, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// The instance.
+    pub id: String,
+    /// Its data points.
+    pub points: Vec<(SystemTime, f64)>,
+}
+
 /// A boxed future of a provider call (keeps [`Provider`] usable as `dyn Provider`).
 pub type CloudFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CloudError>> + Send + 'a>>;
 
@@ -155,6 +165,15 @@ pub trait Provider: Send + Sync {
     /// call where the provider allows; `None` = no data yet.
     fn load<'a>(&'a self, ids: &'a [String], window: Duration)
     -> CloudFuture<'a, Vec<Option<f64>>>;
+    /// The load history of each of `ids` (terminated instances too, while the provider keeps their data) over
+    /// `[since, until)`, at the finest resolution the provider keeps for each age, in batched calls; ids without
+    /// data are left out. The scaler learns from it before its first decision.
+    fn history<'a>(
+        &'a self,
+        ids: &'a [String],
+        since: SystemTime,
+        until: SystemTime,
+    ) -> CloudFuture<'a, Vec<Series>>;
 }
 
 /// Bounded retry of transient errors, each attempt inside a timeout.

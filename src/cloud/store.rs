@@ -1,4 +1,5 @@
-//! The `local` provider's SQL: the processes it started (`local_instances`), so a restart re-adopts them.
+//! The `local` provider's SQL: the processes it started (`local_instances`), so a restart re-adopts them, and
+//! their load readings (`local_load`), so the scaler can learn from their history.
 
 use std::time::SystemTime;
 
@@ -75,6 +76,49 @@ pub async fn insert(store: &Store, r: Record) -> Result<(), StoreError> {
                 ],
             )
             .map(|_| ())
+        })
+        .await
+}
+
+/// How long load readings are kept (as CloudWatch keeps 1-minute data).
+pub const LOAD_KEPT: std::time::Duration = std::time::Duration::from_secs(15 * 86_400);
+
+/// Records load readings `(id, at ms, load)` and forgets those older than [`LOAD_KEPT`].
+pub async fn record_loads(store: &Store, rows: Vec<(String, i64, f64)>) -> Result<(), StoreError> {
+    store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st =
+                    tx.prepare("INSERT INTO local_load (id, at, load) VALUES (?1, ?2, ?3)")?;
+                for (id, at, load) in &rows {
+                    st.execute(rusqlite::params![id, at, load])?;
+                }
+            }
+            if let Some(newest) = rows.iter().map(|r| r.1).max() {
+                let oldest = newest - LOAD_KEPT.as_millis() as i64;
+                tx.execute("DELETE FROM local_load WHERE at < ?1", [oldest])?;
+            }
+            tx.commit()
+        })
+        .await
+}
+
+/// The readings `(id, at ms, load)` of `ids` within `[since, until)` ms, oldest first.
+pub async fn load_history(
+    store: &Store,
+    ids: Vec<String>,
+    since: i64,
+    until: i64,
+) -> Result<Vec<(String, i64, f64)>, StoreError> {
+    store
+        .call(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, at, load FROM local_load WHERE at >= ?1 AND at < ?2 ORDER BY at",
+            )?;
+            let rows = st.query_map([since, until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let all: Vec<(String, i64, f64)> = rows.collect::<Result<_, _>>()?;
+            Ok(all.into_iter().filter(|r| ids.contains(&r.0)).collect())
         })
         .await
 }

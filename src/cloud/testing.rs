@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::{CloudError, CloudFuture, Instance, Provider, State};
+use super::{CloudError, CloudFuture, Instance, Provider, Series, State};
 
 /// Which call fails next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,6 +17,8 @@ pub enum Op {
     Terminate,
     /// `load`.
     Load,
+    /// `history`.
+    History,
 }
 
 /// An in-memory provider.
@@ -26,10 +28,14 @@ pub struct FakeProvider {
     pub instances: Mutex<Vec<Instance>>,
     /// Load per instance id (absent = no data).
     pub loads: Mutex<HashMap<String, f64>>,
+    /// Past load per instance id, terminated ones too: what `history` answers (within its span).
+    pub past: Mutex<HashMap<String, Vec<(SystemTime, f64)>>>,
     /// The next call of each op fails with this error (once).
     pub fail_next: Mutex<HashMap<Op, CloudError>>,
     /// Calls made, as `create NAME` / `terminate ID`.
     pub calls: Mutex<Vec<String>>,
+    /// History reads, as `history ID ID ...` (ids sorted).
+    pub history_calls: Mutex<Vec<String>>,
     /// Make every call hang forever.
     pub hang: Mutex<bool>,
     next: Mutex<u32>,
@@ -70,6 +76,17 @@ impl FakeProvider {
         for id in ids {
             loads.insert(id, load);
         }
+    }
+
+    /// Gives instance `id` a past: a point every `every` for `span` before now, at `load(k)` for the k-th point
+    /// (oldest first).
+    pub fn set_past(&self, id: &str, span: Duration, every: Duration, load: impl Fn(usize) -> f64) {
+        let now = SystemTime::now();
+        let n = (span.as_secs() / every.as_secs().max(1)) as usize;
+        let points = (0..n)
+            .map(|k| (now - span + every * k as u32, load(k)))
+            .collect();
+        self.past.lock().unwrap().insert(id.to_string(), points);
     }
 
     /// The next `op` call fails with `error`.
@@ -146,6 +163,39 @@ impl Provider for FakeProvider {
             self.gate(Op::Load).await?;
             let loads = self.loads.lock().unwrap();
             Ok(ids.iter().map(|id| loads.get(id).copied()).collect())
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        ids: &'a [String],
+        since: SystemTime,
+        until: SystemTime,
+    ) -> CloudFuture<'a, Vec<Series>> {
+        Box::pin(async move {
+            self.gate(Op::History).await?;
+            let mut asked = ids.to_vec();
+            asked.sort();
+            self.history_calls
+                .lock()
+                .unwrap()
+                .push(format!("history {}", asked.join(" ")));
+            let past = self.past.lock().unwrap();
+            Ok(ids
+                .iter()
+                .filter_map(|id| {
+                    let points: Vec<(SystemTime, f64)> = past
+                        .get(id)?
+                        .iter()
+                        .filter(|(at, _)| *at >= since && *at < until)
+                        .copied()
+                        .collect();
+                    (!points.is_empty()).then(|| Series {
+                        id: id.clone(),
+                        points,
+                    })
+                })
+                .collect())
         })
     }
 }

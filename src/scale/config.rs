@@ -26,7 +26,7 @@ pub struct ScaleConfig {
     #[serde(default)]
     pub signal: Vec<super::signal::SignalConfig>,
     /// The policy: `high`, `low`, `min`, `max`, `max_step`, `interval`, `window`, `boot_grace`, `predictive`,
-    /// `overload_budget`, `prior_headroom`, `saturated`, `surge`, `memory`, `settle` (see [`PolicyConfig`]).
+    /// `overload_budget`, `saturated`, `surge`, `memory`, `settle`, `history` (see [`PolicyConfig`]).
     #[serde(flatten)]
     pub policy: PolicyConfig,
 }
@@ -95,8 +95,6 @@ pub struct PolicyConfig {
     pub predictive: bool,
     /// Share of the time (percent) the fleet may be short of demand; sets the quantile of learned rises to cover.
     pub overload_budget: f64,
-    /// Headroom (percent of demand) assumed until enough rises have been learned.
-    pub prior_headroom: f64,
     /// A median load at or above this (percent) means saturated: the real demand is unknown.
     pub saturated: f64,
     /// On saturation, grow the serving fleet by this factor in one step.
@@ -107,6 +105,10 @@ pub struct PolicyConfig {
     /// The forecast starts from the highest demand seen within this span (spikes come in clusters).
     #[serde(with = "crate::core::duration")]
     pub settle: Duration,
+    /// At start (and when this replica becomes the leader) the fleet's metric history over this span is read from
+    /// the provider and learned before the first decision; `0s` learns only as it runs.
+    #[serde(with = "crate::core::duration")]
+    pub history: Duration,
 }
 
 /// Default `high`.
@@ -128,14 +130,14 @@ pub const DEFAULT_BOOT_GRACE: Duration = Duration::from_secs(300);
 /// Default `overload_budget` (percent of the time): half of a 0.1 % SLO, because a learned rise is one window
 /// average (peaks within it are hidden) and one missed rise overloads the fleet until new capacity serves.
 pub const DEFAULT_OVERLOAD_BUDGET: f64 = 0.05;
-/// Default `prior_headroom` (percent of demand).
-pub const DEFAULT_PRIOR_HEADROOM: f64 = 100.0;
 /// Default `saturated` (percent).
 pub const DEFAULT_SATURATED: f64 = 99.0;
 /// Default `surge` factor.
 pub const DEFAULT_SURGE: f64 = 4.0;
-/// Default `memory`: a week, to see every day of it.
-pub const DEFAULT_MEMORY: Duration = Duration::from_secs(7 * 86_400);
+/// Default `memory`: two weeks, to see every day of the week twice (and all of the default `history`).
+pub const DEFAULT_MEMORY: Duration = Duration::from_secs(14 * 86_400);
+/// Default `history`: two weeks, well within the 15 days CloudWatch keeps 1-minute data.
+pub const DEFAULT_HISTORY: Duration = Duration::from_secs(14 * 86_400);
 
 /// Default `settle`.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(300);
@@ -153,11 +155,11 @@ impl Default for PolicyConfig {
             boot_grace: DEFAULT_BOOT_GRACE,
             predictive: true,
             overload_budget: DEFAULT_OVERLOAD_BUDGET,
-            prior_headroom: DEFAULT_PRIOR_HEADROOM,
             saturated: DEFAULT_SATURATED,
             surge: DEFAULT_SURGE,
             memory: DEFAULT_MEMORY,
             settle: DEFAULT_SETTLE,
+            history: DEFAULT_HISTORY,
         }
     }
 }
@@ -198,9 +200,6 @@ impl PolicyConfig {
         }
         if !(0.0..100.0).contains(&self.overload_budget) {
             bad("overload_budget", "must be within 0..100 (percent)".into());
-        }
-        if self.prior_headroom.is_nan() || self.prior_headroom < 0.0 {
-            bad("prior_headroom", "must be 0 or more (percent)".into());
         }
         if self.surge.is_nan() || self.surge < 1.0 {
             bad("surge", "must be 1 or more".into());

@@ -13,8 +13,13 @@
 //! sized right. The quantile follows the overload budget: a 0.1 % budget keeps capacity for the 99.9th-percentile
 //! rise. A 99.9th percentile cannot be read off a few hundred samples (their largest understates it), so with
 //! fewer than [`TAIL_SAMPLES`] samples beyond it the tail is extrapolated: exponentially, through the median and the
-//! highest quantile that can be read. Until [`MIN_LEARNED`] rises are known, at least a prior fraction of the
-//! demand is kept.
+//! highest quantile that can be read. Until [`MIN_LEARNED`] rises are known nothing is claimed: there is no
+//! headroom, and the policy is the configured high/low rule.
+//!
+//! It need not start empty: [`History::learn_past`] learns from the fleet's metric history read from the provider
+//! (CloudWatch keeps it for weeks) exactly as if it had been observed live. The history's resolution tells basic
+//! (5-minute) from detailed (1-minute) monitoring; a coarser metric is seen later, so the horizon grows by the
+//! difference.
 //!
 //! Everything here is deterministic: time comes in as a parameter.
 
@@ -60,6 +65,7 @@ pub struct History {
     boot_delays: VecDeque<Duration>,
     waiting: BTreeMap<String, SystemTime>,
     joined: BTreeMap<String, SystemTime>,
+    resolution: Option<Duration>,
 }
 
 /// What [`History`] keeps across restarts, compactly (times in Unix milliseconds), so a restarted tend neither
@@ -74,6 +80,9 @@ pub struct Snapshot {
     pub recent: Vec<(i64, f64)>,
     /// Learned rises: (at, level, rise).
     pub rises: Vec<(i64, f64, f64)>,
+    /// The metric's resolution seen in the provider's history (ms), if it was read.
+    #[serde(default)]
+    pub resolution: Option<u64>,
 }
 
 impl History {
@@ -105,6 +114,7 @@ impl History {
                 .iter()
                 .map(|r| (millis(r.at), r.level, r.rise))
                 .collect(),
+            resolution: self.resolution.map(|r| r.as_millis() as u64),
         }
     }
 
@@ -146,8 +156,62 @@ impl History {
                     rise,
                 })
                 .collect(),
+            resolution: s.resolution.map(Duration::from_millis),
             ..History::default()
         }
+    }
+
+    /// Learns from the fleet's past demand (servers, oldest first, `resolution` apart) as if it had been observed
+    /// live: every point is recorded at its own time, so its rises are learned over the same horizon. Points not
+    /// after what the memory already holds are skipped (a restart that kept its memory reads only what is new).
+    pub fn learn_past(
+        &mut self,
+        past: &[(SystemTime, f64)],
+        resolution: Duration,
+        config: &PolicyConfig,
+    ) {
+        if !resolution.is_zero() {
+            self.resolution = Some(resolution);
+        }
+        let newest = self.newest();
+        for &(at, demand) in past {
+            if newest.is_none_or(|n| at > n) && demand.is_finite() && demand >= 0.0 {
+                self.record(at, Some(demand), config);
+            }
+        }
+    }
+
+    /// The time of the newest observation in the memory.
+    pub fn newest(&self) -> Option<SystemTime> {
+        let samples = self.samples.back().map(|s| s.at);
+        let recent = self.recent.back().map(|r| r.0);
+        let rises = self.rises.back().map(|r| r.at);
+        samples.max(recent).max(rises)
+    }
+
+    /// The newest demand observed (servers).
+    pub fn last_demand(&self) -> Option<f64> {
+        self.recent.back().map(|r| r.1)
+    }
+
+    /// How much history the learned rises cover at `now` (from the oldest one kept).
+    pub fn span(&self, now: SystemTime) -> Duration {
+        self.rises.front().map_or(Duration::ZERO, |r| {
+            now.duration_since(r.at).unwrap_or_default()
+        })
+    }
+
+    /// The metric's resolution seen in the provider's history, if any was read.
+    pub fn resolution(&self) -> Option<Duration> {
+        self.resolution
+    }
+
+    /// How much later than 1-minute data the metric shows a change: basic monitoring's 5-minute points come up to
+    /// 4 minutes later. Added to the horizon before a boot delay is measured and to the boot grace.
+    pub fn extra_lag(&self) -> Duration {
+        self.resolution.map_or(Duration::ZERO, |r| {
+            r.saturating_sub(Duration::from_secs(60))
+        })
     }
 
     /// Notes which instances have data now (`(id, launched_at, has_data)`): measures the boot-to-data delay of
@@ -241,14 +305,15 @@ impl History {
         }
     }
 
-    /// The time from a decision until capacity it adds can be seen: the largest measured boot-to-data delay
-    /// (or `fallback_delay` before any was measured) plus one interval.
+    /// The time from a decision until capacity it adds can be seen: the largest measured boot-to-data delay (it
+    /// includes the metric's first period) or, before any was measured, `fallback_delay` plus the metric's
+    /// [`History::extra_lag`]; plus one interval.
     pub fn horizon(&self, fallback_delay: Duration, interval: Duration) -> Duration {
         self.boot_delays
             .iter()
             .copied()
             .max()
-            .unwrap_or(fallback_delay)
+            .unwrap_or(fallback_delay + self.extra_lag())
             + interval
     }
 
@@ -285,14 +350,13 @@ impl History {
     }
 
     /// The rise of demand (servers) to keep capacity for at the current `demand`: the `quantile` (0..1) of the
-    /// learned rises at similar levels, or `prior · demand` while fewer than [`MIN_LEARNED`] rises are known
-    /// (whichever is larger then).
-    pub fn headroom(&self, demand: f64, quantile: f64, prior: f64) -> f64 {
-        let prior_rise = prior * demand.max(0.0);
-        let rises = || self.rises.iter().copied().chain(self.pending());
-        if rises().next().is_none() {
-            return prior_rise;
+    /// learned rises at similar levels; `None` while fewer than [`MIN_LEARNED`] rises are known (nothing is
+    /// invented before then).
+    pub fn headroom(&self, demand: f64, quantile: f64) -> Option<f64> {
+        if self.rises.len() < MIN_LEARNED {
+            return None;
         }
+        let rises = || self.rises.iter().copied().chain(self.pending());
         let mut similar: Vec<f64> = rises()
             .filter(|r| r.level <= demand * SIMILAR_LEVEL && r.level * SIMILAR_LEVEL >= demand)
             .map(|r| r.rise)
@@ -300,12 +364,7 @@ impl History {
         if similar.len() < MIN_SIMILAR {
             similar = rises().map(|r| r.rise).collect();
         }
-        let learned = tail_quantile(&mut similar, quantile).max(0.0);
-        if self.rises.len() < MIN_LEARNED {
-            learned.max(prior_rise)
-        } else {
-            learned
-        }
+        Some(tail_quantile(&mut similar, quantile).max(0.0))
     }
 }
 
@@ -412,7 +471,7 @@ mod tests {
         assert!(!h.just_joined("a"), "joined more than a window ago");
         assert!(h.learned() > MIN_LEARNED);
         // Similar levels (10 and 14 are within ×1.5) give rises of 0 and 4: the tail is extrapolated beyond 4.
-        let headroom = h.headroom(10.0, 0.999, 0.25);
+        let headroom = h.headroom(10.0, 0.999).unwrap();
         assert!((4.0..8.0).contains(&headroom), "{headroom}");
     }
 
@@ -439,10 +498,10 @@ mod tests {
         for k in 0..120u64 {
             h.record(at(k * 30), Some(2.0), &c);
         }
-        let calm = h.headroom(2.0, 0.999, 0.0);
+        let calm = h.headroom(2.0, 0.999).unwrap();
         h.record(at(120 * 30), Some(6.0), &c);
         let learned_now = h.learned();
-        let after = h.headroom(2.0, 0.999, 0.0);
+        let after = h.headroom(2.0, 0.999).unwrap();
         assert_eq!(calm, 0.0);
         assert!(after >= 4.0, "the jump of 4 counts at once: {after}");
         // It was not learned the slow way yet: its horizon (330 s) has not passed.
@@ -465,7 +524,7 @@ mod tests {
         let back = History::restore(&serde_json::from_str(&json).unwrap());
         assert_eq!(back.snapshot(), snap);
         assert_eq!(back.learned(), h.learned());
-        assert_eq!(back.headroom(8.0, 0.999, 0.0), h.headroom(8.0, 0.999, 0.0));
+        assert_eq!(back.headroom(8.0, 0.999), h.headroom(8.0, 0.999));
         assert_eq!(
             back.level(at(399 * 30), c.settle),
             h.level(at(399 * 30), c.settle)
@@ -477,8 +536,60 @@ mod tests {
     }
 
     #[test]
-    fn prior_applies_until_learned() {
-        let h = History::new();
-        assert_eq!(h.headroom(8.0, 0.999, 0.25), 2.0);
+    fn nothing_is_claimed_until_enough_is_learned() {
+        let mut h = History::new();
+        assert_eq!(h.headroom(8.0, 0.999), None);
+        let c = config(0);
+        // 40 rises learned (50 samples, 11 within the last horizon): still too few.
+        for k in 0..50u64 {
+            h.record(at(k * 30), Some(8.0), &c);
+        }
+        assert!(h.learned() < MIN_LEARNED);
+        assert_eq!(h.headroom(8.0, 0.999), None);
+    }
+
+    #[test]
+    fn the_past_is_learned_as_if_observed_and_only_once() {
+        let c = config(300);
+        // Two hours of 1-minute history: flat at 1.5 servers.
+        let past: Vec<(SystemTime, f64)> = (0..120u64).map(|k| (at(k * 60), 1.5)).collect();
+        let mut h = History::new();
+        h.learn_past(&past, Duration::from_secs(60), &c);
+        assert!(h.learned() >= MIN_LEARNED, "{}", h.learned());
+        assert_eq!(h.headroom(1.5, 0.9995), Some(0.0));
+        assert_eq!(h.newest(), Some(at(119 * 60)));
+        assert_eq!(h.span(at(120 * 60)), Duration::from_secs(120 * 60));
+        // Read again (a new leader, the same history): nothing is learned twice.
+        let learned = h.learned();
+        h.learn_past(&past, Duration::from_secs(60), &c);
+        assert_eq!(h.learned(), learned);
+        // Spiky history: every 20 minutes demand doubles for 3 minutes.
+        let spiky: Vec<(SystemTime, f64)> = (0..120u64)
+            .map(|k| (at(k * 60), if k % 20 < 3 { 3.0 } else { 1.5 }))
+            .collect();
+        let mut h = History::new();
+        h.learn_past(&spiky, Duration::from_secs(60), &c);
+        let rise = h.headroom(1.5, 0.9995).unwrap();
+        assert!(rise >= 1.5, "the doubling is kept as headroom: {rise}");
+    }
+
+    #[test]
+    fn basic_monitoring_lengthens_the_horizon() {
+        let c = config(300);
+        let mut h = History::new();
+        assert_eq!(
+            h.horizon(c.boot_grace, c.interval),
+            Duration::from_secs(330)
+        );
+        let past: Vec<(SystemTime, f64)> = (0..24u64).map(|k| (at(k * 300), 2.0)).collect();
+        h.learn_past(&past, Duration::from_secs(300), &c);
+        assert_eq!(h.resolution(), Some(Duration::from_secs(300)));
+        assert_eq!(h.extra_lag(), Duration::from_secs(240));
+        assert_eq!(
+            h.horizon(c.boot_grace, c.interval),
+            Duration::from_secs(570)
+        );
+        let back = History::restore(&h.snapshot());
+        assert_eq!(back.extra_lag(), Duration::from_secs(240));
     }
 }

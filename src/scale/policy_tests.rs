@@ -65,10 +65,10 @@ fn table_of_rules() {
         ),
         ("n=1 at 95% adds", some(95.0, 1), false, "add 1"),
         (
-            "two at 75%, nothing learned yet: the prior doubles 1.5 to 3",
+            "two at 75%, nothing learned yet: the configured rule holds",
             some(75.0, 2),
             true,
-            "add 1",
+            "hold",
         ),
         ("two at 75% hold, seed rules", some(75.0, 2), false, "hold"),
         (
@@ -78,10 +78,16 @@ fn table_of_rules() {
             "hold",
         ),
         (
-            "three at 65%, nothing learned yet: the prior doubles 1.95 to 3.9",
+            "three at 65%, nothing learned yet: the configured rule holds",
             some(65.0, 3),
             true,
-            "add 1",
+            "hold",
+        ),
+        (
+            "three at 50%, nothing learned yet: 75% predicted, one goes",
+            some(50.0, 3),
+            true,
+            "remove i-00",
         ),
         (
             "twenty at 40% remove one",
@@ -278,6 +284,86 @@ fn learned_headroom_adds_before_overload() {
     }
     let a = p.assess(&f, &cfg, t);
     assert!((a.forecast.unwrap_or(0.0) - 9.0).abs() < 1e-9, "{a:?}");
+}
+
+#[test]
+fn without_history_the_configured_rule_decides_and_says_so() {
+    // (loads, booting instances, expected, what the reason must say): the seed's rule done right, before anything
+    // is learned; no reason claims a learned rise.
+    let cfg = PolicyConfig::default();
+    let some = |v: f64, n: usize| vec![Some(v); n];
+    let cases: Vec<(Vec<Option<f64>>, usize, &str, &str)> = vec![
+        (
+            some(75.0, 2),
+            0,
+            "hold",
+            "predicted 150.0% after removal, not below low 80%",
+        ),
+        (
+            some(50.0, 3),
+            0,
+            "remove i-00",
+            "predicted 75.0% after removal, below low 80%",
+        ),
+        (
+            some(95.0, 2),
+            0,
+            "add 1",
+            "median 95.0% above high 90%: 2 → 3",
+        ),
+        (
+            some(97.0, 15),
+            0,
+            "add 2",
+            "median 97.0% above high 90%: 15 → 17",
+        ),
+        (some(95.0, 2), 1, "hold", "1 instance(s) booting"),
+        (some(100.0, 2), 0, "add 6", "saturated at median 100.0%"),
+        (some(40.0, 2), 1, "hold", "booting"),
+    ];
+    for (loads, booting, expected, says) in cases {
+        let mut f = fleet(&loads);
+        for b in 0..booting {
+            f.instances
+                .push(inst(&format!("b{b}"), 10, InstanceState::Pending, None));
+        }
+        let p = Policy::new();
+        let d = p.decide(&f, &cfg, now());
+        assert_eq!(kind(&d), expected, "{loads:?}+{booting}: {}", d.reason());
+        assert!(d.reason().contains(says), "{}", d.reason());
+        assert!(d.reason().contains(NO_HISTORY), "{}", d.reason());
+        assert!(!d.reason().contains("learned"), "{}", d.reason());
+        assert_eq!(p.assess(&f, &cfg, now()).basis, NO_HISTORY);
+    }
+}
+
+#[test]
+fn learned_history_is_named_in_the_reason() {
+    use crate::scale::past::Past;
+    let cfg = PolicyConfig::default();
+    let t0 = now() - Duration::from_secs(2 * 3600);
+    // Two hours of history at 1.5 servers on 2 instances, a point a minute: learned, and calm.
+    let past = Past {
+        resolution: Duration::from_secs(60),
+        demand: (0..120u64)
+            .map(|k| (t0 + Duration::from_secs(k * 60), 1.5))
+            .collect(),
+    };
+    let mut p = Policy::new();
+    p.learn_past(&past, &cfg);
+    let d = p.decide(&fleet(&[Some(75.0); 2]), &cfg, now());
+    assert_eq!(kind(&d), "hold", "{}", d.reason());
+    assert!(
+        d.reason().contains(
+            "learned from 2.0 hours of history: 99.95th-percentile rise over 5.5 min = +0.0%"
+        ),
+        "{}",
+        d.reason()
+    );
+    assert_eq!(
+        kind(&p.decide(&fleet(&[Some(50.0); 3]), &cfg, now())),
+        "remove i-00"
+    );
 }
 
 #[test]

@@ -96,6 +96,7 @@ pub fn cycle_text(r: &CycleReport) -> String {
     if let Some(f) = a.forecast {
         let _ = writeln!(out, "forecast   {f:.2} servers of demand over the horizon");
     }
+    let _ = writeln!(out, "basis      {}", a.basis);
     let _ = writeln!(
         out,
         "decision   {}{}: {}",

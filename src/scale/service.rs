@@ -128,6 +128,7 @@ pub struct Orchestrator {
     pub(super) memory_saved: Option<tokio::time::Instant>,
     /// With `[cluster]`: act only while leading.
     pub(super) lead: Option<super::lead::Lead>,
+    pub(super) warmed: bool,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -167,6 +168,7 @@ impl Orchestrator {
             http: reqwest::Client::new(),
             memory_saved: None,
             lead: None,
+            warmed: false,
         }
     }
 
@@ -194,6 +196,8 @@ impl Orchestrator {
             return false;
         };
         if lead.new_term(&fence) {
+            // A new leader learns from the provider's history since what the memory holds, before deciding.
+            self.warmed = false;
             match lead.load_memory().await {
                 Ok(Some(snapshot)) => {
                     self.policy = Policy::restore(&snapshot);
@@ -296,8 +300,17 @@ impl Orchestrator {
         tracing::warn!(alert = false, fleet = %self.prefix, %error, "Scaling failed: {what}");
     }
 
+    /// The wall clock (tokio's, so tests with paused time move it).
+    pub(super) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// One cycle: observe, decide, act, store. `Err` when listing or reading the load failed (nothing decided).
+    /// The first cycle learns from the provider's history first ([`Orchestrator::warm_start`]).
     pub async fn cycle(&mut self) -> Result<CycleReport, ScaleError> {
+        if !self.warmed {
+            self.warm_start().await;
+        }
         let now = self.clock.now();
         let prefix = name_prefix(&self.prefix);
         let listed = match self.call("list", self.provider.list(&prefix)).await {
@@ -309,7 +322,10 @@ impl Orchestrator {
         };
         let live: Vec<Instance> = listed.into_iter().filter(|i| i.state.is_live()).collect();
         let running = running_ids(&live);
-        let window = self.config.policy.window;
+        // A metric coarser than the window (basic monitoring: a point every 5 minutes) needs a wider window, or
+        // most readings would find no point and call the fleet's data missing.
+        let resolution = self.policy.history().resolution().unwrap_or_default();
+        let window = self.config.policy.window.max(resolution * 2);
         let loads = match self
             .call("load", self.provider.load(&running, window))
             .await

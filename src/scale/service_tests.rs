@@ -311,3 +311,110 @@ async fn the_policy_memory_survives_a_restart() {
     let other = open("db");
     assert_eq!(other.policy.history().learned(), 0);
 }
+
+fn predictive(r: &mut Rig) {
+    r.orch.config.policy.predictive = true;
+}
+
+#[tokio::test]
+async fn the_first_cycle_learns_from_the_fleets_history_terminated_instances_included() {
+    // Two instances at 75 % now; a third, terminated an hour ago, is known only from a stored decision.
+    let mut r = rig(FakeProvider::with_running("web", 2, Some(75.0)), false);
+    predictive(&mut r);
+    let gone = serde_json::json!([{"id": "i-gone", "name": "web-gone"}]).to_string();
+    let row = DecisionRow {
+        at: crate::core::time::millis(SystemTime::now() - Duration::from_secs(3600)),
+        action: "hold",
+        count: 0,
+        instance: None,
+        reason: "r".into(),
+        dry_run: false,
+        instances: 1,
+        median: None,
+        predicted: None,
+        fleet: gone,
+        outcome: "nothing to do".into(),
+    };
+    store::record_decision(&r.store, row).await.unwrap();
+    let minute = Duration::from_secs(60);
+    let two_hours = Duration::from_secs(7200);
+    for id in ["i-seed0", "i-seed1", "i-gone"] {
+        r.provider.set_past(id, two_hours, minute, |_| 50.0);
+    }
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        *r.provider.history_calls.lock().unwrap() == ["history i-gone i-seed0 i-seed1"],
+        "{:?}",
+        r.provider.history_calls
+    );
+    // Three at 50 % for two hours: 1.5 servers, calm. Now two at 75 %: 1.5 servers, no rise to keep: hold.
+    assert!(
+        matches!(report.decision, Decision::Hold { .. }),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .assessment
+            .basis
+            .starts_with("learned from 2.0 hours of history: 99.95th-percentile rise"),
+        "{}",
+        report.assessment.basis
+    );
+    assert!(report.decision.reason().contains("learned from 2.0 hours"));
+    // A new leader reads only what is newer than its memory: nothing is learned twice.
+    let learned = r.orch.policy.history().learned();
+    let w = r.orch.warm_start().await.unwrap();
+    assert_eq!(w.with_history, 0, "{w:?}");
+    assert_eq!(r.orch.policy.history().learned(), learned);
+}
+
+#[tokio::test]
+async fn spiky_history_keeps_headroom_and_no_history_is_the_configured_rule() {
+    let minute = Duration::from_secs(60);
+    let two_hours = Duration::from_secs(7200);
+    // Every 20 minutes the load doubles for 3 minutes (50 % → 100 % on two: 1 → 2 servers). Now 1.5 servers:
+    // the learned rise of +100 % needs a third instance before the next spike.
+    let mut r = rig(FakeProvider::with_running("web", 2, Some(75.0)), false);
+    predictive(&mut r);
+    for id in ["i-seed0", "i-seed1"] {
+        r.provider.set_past(
+            id,
+            two_hours,
+            minute,
+            |k| if k % 20 < 3 { 100.0 } else { 50.0 },
+        );
+    }
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Add { .. }),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .decision
+            .reason()
+            .contains("learned from 2.0 hours of history"),
+        "{report:?}"
+    );
+
+    // The history cannot be read: said in the log, and the policy is the configured rule (2 at 75 % hold).
+    let mut r = rig(FakeProvider::with_running("web", 2, Some(75.0)), false);
+    predictive(&mut r);
+    r.provider.fail_once(
+        Op::History,
+        CloudError::permanent("cloudwatch:GetMetricData", "AccessDenied"),
+    );
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(&report.decision, Decision::Hold { reason } if reason.contains("no history yet: the configured high/low rule")),
+        "{report:?}"
+    );
+    // With no history at all (a new fleet), the same.
+    let mut r = rig(FakeProvider::with_running("web", 3, Some(50.0)), false);
+    predictive(&mut r);
+    let report = r.orch.cycle().await.unwrap();
+    assert!(
+        matches!(&report.decision, Decision::Remove { reason, .. } if reason.contains("no history yet")),
+        "{report:?}"
+    );
+}

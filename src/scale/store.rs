@@ -168,3 +168,20 @@ pub async fn since(store: &Store, from_ms: i64) -> Result<Vec<Point>, StoreError
         })
         .await
 }
+
+/// Every instance id the scaler observed since `since` (ms), from its stored decisions: DescribeInstances forgets
+/// terminated instances within an hour, but their metrics are kept for weeks, so these ids find their history.
+pub async fn seen_instances(store: &Store, since: i64) -> Result<Vec<String>, StoreError> {
+    store
+        .call(move |c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT json_extract(j.value, '$.id')
+                 FROM scale_decisions AS d, json_each(d.fleet) AS j
+                 WHERE d.at >= ?1 AND json_valid(d.fleet)",
+            )?;
+            let rows = st.query_map([since], |r| r.get::<_, Option<String>>(0))?;
+            let ids: Vec<Option<String>> = rows.collect::<Result<_, _>>()?;
+            Ok(ids.into_iter().flatten().collect())
+        })
+        .await
+}

@@ -87,11 +87,13 @@ pub fn status_html(latest: Option<&CycleReport>) -> String {
     }
     format!(
         "<section><h2>Fleet</h2><p>{} instance(s), median load {}, predicted after removing one {}.</p>\
+         <p>Scaling on: {}.</p>\
          <p>Last decision ({}): <strong>{}</strong>{}: {}. Outcome: {}.</p>\
          <table><tr><th>id</th><th>name</th><th>state</th><th>address</th><th>load</th></tr>{rows}</table></section>",
         a.total,
         pct(a.median),
         pct(a.predicted_after_removal),
+        escape(&a.basis),
         crate::core::time::rfc3339(r.at),
         escape(&decision_line(&r.decision)),
         if r.dry_run { " (dry run)" } else { "" },

@@ -30,7 +30,9 @@
 pub mod baselines;
 pub mod engine;
 pub mod report;
+pub mod sweep;
 pub mod synth;
+pub mod traces;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -39,7 +41,9 @@ use std::time::Duration;
 use crate::cloud::sim::trace;
 use baselines::{AwsSimple, AwsTargetTracking, Bounds, K8sHpa, Seed, SimPolicy, Tend};
 use engine::{Outcome, Scenario};
-pub use report::{PolicyReport, SimReport, print_report};
+pub use report::{EqualRisk, PolicyReport, SimReport, print_report};
+use sweep::run_one;
+pub use sweep::sweep_settings;
 
 use crate::scale::config::{DEFAULT_MAX, PolicyConfig};
 use crate::scale::policy::Policy;
@@ -55,6 +59,8 @@ pub struct SimulateRequest {
     pub options: SimOptions,
     /// Draw demand and each policy's serving capacity over time into this SVG file.
     pub svg: Option<PathBuf>,
+    /// Draw cost against overloaded minutes (each baseline's sweep as a curve, tend as a point) into this SVG.
+    pub risk_svg: Option<PathBuf>,
     /// Print the report as JSON instead of a table.
     pub json: bool,
 }
@@ -257,24 +263,6 @@ impl Default for SimOptions {
     }
 }
 
-/// The settings `--sweep` tries for a baseline (empty for tend and oracle).
-pub fn sweep_settings(name: &str) -> Vec<Vec<(String, String)>> {
-    let one = |k: &str, v: u32| vec![(k.to_string(), v.to_string())];
-    match name {
-        "aws-target-tracking" | "k8s-hpa" => (5..=95).map(|t| one("target", t)).collect(),
-        "seed" | "aws-simple" => (2..=19)
-            .flat_map(|h| (1..h).map(move |l| (h * 5, l * 5)))
-            .map(|(h, l)| {
-                vec![
-                    ("high".to_string(), h.to_string()),
-                    ("low".to_string(), l.to_string()),
-                ]
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Runs the policies on demand `values` (raw trace values, scaled to `peak` here).
 pub fn run_values(
     values: &[f64],
@@ -311,15 +299,32 @@ pub fn run_values(
     };
     let oracle = engine::oracle(&scenario);
     let progress = std::io::stderr().is_terminal();
+    let budget = scenario.slo_minutes().floor() as u64;
+    // When sweeping, tend runs first: its overloaded minutes are the bar of the equal-risk comparison.
+    let tend = match specs.iter().find(|s| s.name == "tend" && opts.sweep) {
+        Some(spec) => run_one(&scenario, spec, None)?,
+        None => None,
+    };
+    let tend_risk = tend.as_ref().map(|t| t.overloaded_minutes);
+    let cap = 2 * budget.max(tend_risk.unwrap_or(0)) + 10;
     let mut reports = Vec::new();
+    let (mut sweeps, mut equal_risk) = (Vec::new(), Vec::new());
     for spec in &specs {
         if progress {
             eprint!("\rsimulating {:<22}", spec.name);
         }
         let (setting, outcome) = if spec.name == "oracle" {
             ("-".to_string(), oracle.clone())
+        } else if let (Some(t), "tend") = (&tend, spec.name.as_str()) {
+            (spec.setting(), t.clone())
         } else if opts.sweep && spec.knobs.is_empty() && !sweep_settings(&spec.name).is_empty() {
-            sweep(&scenario, &spec.name)?
+            let sw = sweep::sweep(&scenario, &spec.name, cap)?;
+            if let Some(risk) = tend_risk {
+                equal_risk.push(EqualRisk::new(&sw, risk, tend.as_ref()));
+            }
+            let picked = pick(&scenario, &sw)?;
+            sweeps.push(sw);
+            picked
         } else {
             let outcome = run_one(&scenario, spec, None)?.unwrap_or_default();
             (spec.setting(), outcome)
@@ -347,83 +352,42 @@ pub fn run_values(
         trace_minutes: scenario.minutes(),
         demand: scenario.demand,
         policies: reports,
+        sweeps,
+        equal_risk,
     })
 }
 
-fn run_one(
-    s: &Scenario,
-    spec: &PolicySpec,
-    abort: Option<u64>,
-) -> Result<Option<Outcome>, SimError> {
-    match spec.build(s.bounds)? {
-        Some(mut p) => Ok(engine::simulate(s, p.as_mut(), abort)),
-        None => Ok(Some(engine::oracle(s))),
-    }
-}
-
-/// The cheapest setting of `name` meeting the SLO; when none does, the one with the fewest overloaded minutes.
-fn sweep(s: &Scenario, name: &str) -> Result<(String, Outcome), SimError> {
-    let specs: Vec<PolicySpec> = sweep_settings(name)
-        .into_iter()
-        .map(|knobs| PolicySpec {
-            name: name.into(),
-            knobs,
-        })
-        .collect();
+/// The setting a sweep picks for the main table, run again in full: the cheapest that meets the SLO; when none
+/// does, the one with the fewest overloaded minutes.
+fn pick(s: &Scenario, sw: &sweep::Sweep) -> Result<(String, Outcome), SimError> {
     let budget = s.slo_minutes().floor() as u64;
-    let results = run_parallel(s, &specs, Some(budget))?;
-    let best = results
-        .iter()
-        .zip(&specs)
-        .filter_map(|(o, spec)| o.as_ref().map(|o| (o, spec)))
-        .min_by(|a, b| a.0.server_hours.total_cmp(&b.0.server_hours));
-    if let Some((o, spec)) = best {
-        return Ok((spec.setting(), o.clone()));
-    }
-    let results = run_parallel(s, &specs, None)?;
-    let (o, spec) = results
-        .into_iter()
-        .zip(&specs)
-        .filter_map(|(o, spec)| o.map(|o| (o, spec)))
-        .min_by(|a, b| {
-            a.0.overloaded_minutes
-                .cmp(&b.0.overloaded_minutes)
-                .then(a.0.server_hours.total_cmp(&b.0.server_hours))
-        })
-        .ok_or_else(|| SimError::Usage(format!("no setting to sweep for {name}")))?;
-    Ok((spec.setting(), o))
-}
-
-/// Runs the specs on the available cores (results in the specs' order).
-fn run_parallel(
-    s: &Scenario,
-    specs: &[PolicySpec],
-    abort: Option<u64>,
-) -> Result<Vec<Option<Outcome>>, SimError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = specs.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = specs
-            .chunks(chunk)
-            .map(|c| {
-                scope.spawn(move || {
-                    c.iter()
-                        .map(|spec| run_one(s, spec, abort))
-                        .collect::<Result<Vec<_>, _>>()
+    let setting = match sw.cheapest_within(budget) {
+        Some(p) => p.setting.clone(),
+        None => {
+            let specs: Vec<PolicySpec> = sweep_settings(&sw.name)
+                .into_iter()
+                .map(|knobs| PolicySpec {
+                    name: sw.name.clone(),
+                    knobs,
                 })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            let part = h
-                .join()
-                .map_err(|_| SimError::Usage("a simulation thread panicked".into()))??;
-            all.extend(part);
+                .collect();
+            let all = sweep::run_parallel(s, &specs, None)?;
+            let (_, spec) = all
+                .iter()
+                .zip(&specs)
+                .filter_map(|(o, spec)| o.as_ref().map(|o| (o, spec)))
+                .min_by(|a, b| {
+                    a.0.overloaded_minutes
+                        .cmp(&b.0.overloaded_minutes)
+                        .then(a.0.server_hours.total_cmp(&b.0.server_hours))
+                })
+                .ok_or_else(|| SimError::Usage(format!("no setting to sweep for {}", sw.name)))?;
+            spec.setting()
         }
-        Ok(all)
-    })
+    };
+    let spec = PolicySpec::parse(&format!("{}:{setting}", sw.name))?;
+    let outcome = run_one(s, &spec, None)?.unwrap_or_default();
+    Ok((setting, outcome))
 }
 
 /// `tend simulate`: loads the trace, runs, writes the table (or JSON) to `out` and the SVG if asked.
@@ -437,6 +401,9 @@ pub fn run(request: &SimulateRequest, out: &mut dyn std::io::Write) -> Result<Si
     print_report(&report, request.json, out)?;
     if let Some(path) = &request.svg {
         report::write_svg(&report, path)?;
+    }
+    if let Some(path) = &request.risk_svg {
+        report::write_risk_svg(&report, path)?;
     }
     Ok(report)
 }

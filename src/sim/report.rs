@@ -7,6 +7,42 @@ use serde::Serialize;
 
 use super::SimError;
 use super::engine::Outcome;
+use super::sweep::Sweep;
+
+/// One baseline at tend's own risk: its cheapest swept setting whose overloaded minutes are at most tend's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EqualRisk {
+    /// The baseline.
+    pub name: String,
+    /// tend's overloaded minutes: the bar.
+    pub tend_overloaded_minutes: u64,
+    /// The setting (`None`: no setting of the sweep is that safe).
+    pub setting: Option<String>,
+    /// Its server-hours.
+    pub server_hours: Option<f64>,
+    /// Its overloaded minutes.
+    pub overloaded_minutes: Option<u64>,
+    /// tend's server-hours over its.
+    pub tend_ratio: Option<f64>,
+}
+
+impl EqualRisk {
+    /// The cheapest setting of `sweep` at most as risky as tend (`risk` overloaded minutes).
+    pub fn new(sweep: &Sweep, risk: u64, tend: Option<&Outcome>) -> EqualRisk {
+        let p = sweep.cheapest_within(risk);
+        EqualRisk {
+            name: sweep.name.clone(),
+            tend_overloaded_minutes: risk,
+            setting: p.map(|p| p.setting.clone()),
+            server_hours: p.map(|p| p.server_hours),
+            overloaded_minutes: p.map(|p| p.overloaded_minutes),
+            tend_ratio: p
+                .zip(tend)
+                .filter(|(p, _)| p.server_hours > 0.0)
+                .map(|(p, t)| t.server_hours / p.server_hours),
+        }
+    }
+}
 
 /// One policy's result, with the field names of issue 8: its name, setting and SLO verdict, and the
 /// engine's [`Outcome`] (flattened, so `server_hours`, `overloaded_minutes`, ... sit beside `name` in JSON and
@@ -83,6 +119,10 @@ pub struct SimReport {
     pub demand: Vec<f64>,
     /// One entry per policy.
     pub policies: Vec<PolicyReport>,
+    /// With `--sweep`: every baseline's swept settings (cost and overloaded minutes).
+    pub sweeps: Vec<Sweep>,
+    /// With `--sweep`: every baseline at tend's own risk.
+    pub equal_risk: Vec<EqualRisk>,
 }
 
 impl SimReport {
@@ -154,7 +194,43 @@ pub fn print_report(
         .map_err(err)?;
     }
     writeln!(out, "(SPEC elasticity, percent: under_a/over_a = under/over-provisioning accuracy, under_t/over_t = timeshare)")
-        .map_err(err)
+        .map_err(err)?;
+    print_equal_risk(&r.equal_risk, out).map_err(err)
+}
+
+/// The equal-risk table: each baseline at its cheapest swept setting with at most tend's overloaded minutes.
+fn print_equal_risk(rows: &[EqualRisk], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "\nequal risk: each baseline at its cheapest setting with at most tend's {} overloaded minutes",
+        first.tend_overloaded_minutes
+    )?;
+    writeln!(
+        out,
+        "{:<20} {:<16} {:>12} {:>18} {:>10}",
+        "name", "setting", "server_hours", "overloaded_minutes", "tend_ratio"
+    )?;
+    for e in rows {
+        match (
+            &e.setting,
+            e.server_hours,
+            e.overloaded_minutes,
+            e.tend_ratio,
+        ) {
+            (Some(s), Some(h), Some(o), Some(t)) => {
+                writeln!(out, "{:<20} {s:<16} {h:>12.1} {o:>18} {t:>10.3}", e.name)?
+            }
+            _ => writeln!(
+                out,
+                "{:<20} {:<16} (no swept setting is that safe)",
+                e.name, "-"
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// Max of each bucket of `values`, at most `points` buckets: (x in hours, y).
@@ -175,6 +251,28 @@ fn downsample(
         }
     }
     out
+}
+
+/// Draws a chart's legend (both charts' style) at `position`.
+fn legend<'a, 'b>(
+    chart: &mut ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    'b: 'a,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Draws demand and each simulated policy's serving capacity over time.
@@ -236,13 +334,106 @@ pub fn write_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
         .map_err(|e| err(e.to_string()))?
         .label("demand (servers)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
+    legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(err)?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Draws cost against risk: each swept baseline's frontier (the cheapest setting for each number of overloaded
+/// minutes) as a curve, tend (and every policy run at one setting) as a point, the SLO as a dashed line.
+pub fn write_risk_svg(r: &SimReport, path: &Path) -> Result<(), SimError> {
+    let err = |e: String| SimError::Output {
+        what: path.display().to_string(),
+        problem: e,
+    };
+    let curves: Vec<(String, Vec<(f64, f64)>)> = r
+        .sweeps
+        .iter()
+        .map(|s| {
+            let pts = s
+                .frontier()
+                .iter()
+                .map(|p| (p.overloaded_minutes as f64, p.server_hours))
+                .collect();
+            (s.name.clone(), pts)
+        })
+        .collect();
+    let singles: Vec<&PolicyReport> = r
+        .policies
+        .iter()
+        .filter(|p| p.name != "oracle" && !r.sweeps.iter().any(|s| s.name == p.name))
+        .collect();
+    let all_pts = || {
+        curves.iter().flat_map(|c| c.1.iter().copied()).chain(
+            singles
+                .iter()
+                .map(|p| (p.overloaded_minutes as f64, p.server_hours)),
+        )
+    };
+    let x_max = all_pts().map(|p| p.0).fold(r.slo_minutes, f64::max) * 1.05 + 1.0;
+    let y_min = all_pts().map(|p| p.1).fold(f64::MAX, f64::min);
+    let y_max = all_pts().map(|p| p.1).fold(0.0, f64::max);
+    let (y_lo, y_hi) = if y_min <= y_max {
+        let pad = (y_max - y_min).max(1.0) * 0.05;
+        (y_min - pad, y_max + pad)
+    } else {
+        (0.0, 1.0)
+    };
+    let root = SVGBackend::new(path, (1200, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Cost versus overload, boot {}s, lag {}s: each baseline's sweep, tend at its defaults",
+                r.boot_secs, r.lag_secs
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, y_lo..y_hi)
+        .map_err(|e| err(e.to_string()))?;
     chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
+        .configure_mesh()
+        .x_desc("overloaded minutes")
+        .y_desc("server-hours")
+        .label_style(("sans-serif", 16))
         .draw()
         .map_err(|e| err(e.to_string()))?;
+    let colors = [BLUE, GREEN, MAGENTA, CYAN, RGBColor(255, 140, 0)];
+    for (i, (name, pts)) in curves.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!("{name} (sweep)"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    for p in singles {
+        let color = if p.name == "tend" { RED } else { BLACK };
+        let at = (p.overloaded_minutes as f64, p.server_hours);
+        chart
+            .draw_series([Circle::new(at, 7, color.filled())])
+            .map_err(|e| err(e.to_string()))?
+            .label(format!("{} ({})", p.name, p.setting))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+    }
+    let slo = r.slo_minutes;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(slo, y_lo), (slo, y_hi)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| err(e.to_string()))?
+        .label(format!("SLO: {slo:.1} overloaded minutes"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+    legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))
 }

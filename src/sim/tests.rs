@@ -223,7 +223,7 @@ fn cli_runs_a_trace_with_json_and_svg() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.csv");
     let mut text = String::from("time,load\n");
-    for i in 0..600 {
+    for i in 0..120 {
         text += &format!("{i},{}\n", 40.0 + 30.0 * (f64::from(i) / 60.0).sin());
     }
     std::fs::write(&trace, text).unwrap();
@@ -237,6 +237,7 @@ fn cli_runs_a_trace_with_json_and_svg() {
             ..SimOptions::default()
         },
         svg: Some(svg.clone()),
+        risk_svg: Some(dir.path().join("risk.svg")),
         json: true,
     };
     let mut out = Vec::new();
@@ -270,6 +271,10 @@ fn cli_runs_a_trace_with_json_and_svg() {
             .iter()
             .all(|p| p.server_hours >= report.policies[5].server_hours - 1e-9)
     );
+    assert_eq!(json["equal_risk"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["sweeps"].as_array().map(Vec::len), Some(4));
+    let risk = std::fs::read_to_string(dir.path().join("risk.svg")).unwrap();
+    assert!(risk.contains("overloaded minutes") && risk.contains("tend (defaults)"));
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.contains("<svg") && svg_text.contains("demand"));
     // Table output names every policy.
@@ -283,6 +288,7 @@ fn cli_runs_a_trace_with_json_and_svg() {
     let bad = SimulateRequest {
         column: Some("cpu".into()),
         svg: None,
+        risk_svg: None,
         ..request
     };
     let e = super::run(&bad, &mut Vec::new()).unwrap_err().to_string();
@@ -314,4 +320,75 @@ fn tend_generalises_to_smooth_diurnal_traffic() {
             b.server_hours
         );
     }
+}
+
+#[test]
+fn the_sweep_tries_every_point_and_equal_risk_is_at_tends_risk() {
+    // Four hours of a wave with bumps; every target of target tracking run one by one must agree with the sweep.
+    let values: Vec<f64> = (0..480)
+        .map(|i| {
+            let x = f64::from(i);
+            50.0 + 30.0 * (x / 40.0).sin() + if i % 97 < 3 { 8.0 } else { 0.0 }
+        })
+        .collect();
+    let opts = |policies: Vec<String>, sweep: bool| SimOptions {
+        step: Duration::from_secs(30),
+        policies: policies
+            .iter()
+            .map(|p| PolicySpec::parse(p).expect("spec"))
+            .collect(),
+        sweep,
+        ..SimOptions::default()
+    };
+    let swept = run_values(
+        &values,
+        "wave",
+        &opts(vec!["tend".into(), "aws-target-tracking".into()], true),
+    )
+    .expect("runs");
+    let one_by_one: Vec<String> = (1..=99)
+        .map(|t| format!("aws-target-tracking:target={t}"))
+        .collect();
+    let each = run_values(&values, "wave", &opts(one_by_one, false)).expect("runs");
+    let cheapest = |max: u64| {
+        each.policies
+            .iter()
+            .filter(|p| p.overloaded_minutes <= max)
+            .min_by(|a, b| a.server_hours.total_cmp(&b.server_hours))
+            .map(|p| (p.setting.clone(), p.server_hours))
+    };
+    let budget = swept.slo_minutes.floor() as u64;
+    let tt = swept.policy("aws-target-tracking").expect("row");
+    // The cheapest that meets the SLO; when none does, the least overloaded.
+    let fewest = each
+        .policies
+        .iter()
+        .min_by(|a, b| {
+            a.overloaded_minutes
+                .cmp(&b.overloaded_minutes)
+                .then(a.server_hours.total_cmp(&b.server_hours))
+        })
+        .map(|p| (p.setting.clone(), p.server_hours));
+    assert_eq!(
+        Some((tt.setting.clone(), tt.server_hours)),
+        cheapest(budget).or(fewest)
+    );
+    let tend = swept.policy("tend").expect("tend");
+    let eq = &swept.equal_risk[0];
+    assert_eq!(eq.tend_overloaded_minutes, tend.overloaded_minutes);
+    assert_eq!(
+        eq.setting.clone().zip(eq.server_hours),
+        cheapest(tend.overloaded_minutes)
+    );
+    if let (Some(h), Some(r)) = (eq.server_hours, eq.tend_ratio) {
+        assert!((r - tend.server_hours / h).abs() < 1e-12);
+    }
+    // The sweep keeps every finished setting: 99 targets, minus those stopped past the cap.
+    let sw = &swept.sweeps[0];
+    let finished = each
+        .policies
+        .iter()
+        .filter(|p| p.overloaded_minutes <= sw.cap)
+        .count();
+    assert_eq!(sw.points.len(), finished);
 }

@@ -141,4 +141,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         left_out INTEGER NOT NULL,
         PRIMARY KEY (deploy_id, position)
      );",
+    // 8: the local provider's load readings, its history for the scaler's warm start (cloud/store.rs).
+    "CREATE TABLE local_load (id TEXT NOT NULL, at INTEGER NOT NULL, load REAL NOT NULL);
+     CREATE INDEX local_load_at ON local_load (at);",
 ];

@@ -292,18 +292,23 @@ async fn sim_step_in_demand_is_met_within_boot_plus_two_intervals_without_oscill
         met_at <= limit,
         "met at {met_at}s, limit {limit}s; actions {actions:?}"
     );
-    // After the step: no add after a remove (no ping-pong), and a steady size for the last hour.
-    let after: String = actions
-        .iter()
-        .filter(|(t, _)| *t >= step_at)
-        .map(|(_, a)| *a)
-        .collect();
-    let flips = after.as_bytes().windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(
-        flips <= 1 && !after.contains("-+"),
-        "actions after the step: {after}\n{}",
-        reasons.join("\n")
-    );
+    // After the step, no add after a remove (no ping-pong) while the configured rule decides (nothing learned
+    // yet), nor once the learned headroom decides; the one move allowed between them is the learned headroom's
+    // first add (demand just tripled within one horizon, so it keeps capacity for that).
+    for phase in ["no history yet", "learned from"] {
+        let after: String = actions
+            .iter()
+            .zip(&reasons)
+            .filter(|((t, _), why)| *t >= step_at && why.contains(phase))
+            .map(|((_, a), _)| *a)
+            .collect();
+        let flips = after.as_bytes().windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(
+            flips <= 1 && !after.contains("-+"),
+            "actions after the step ({phase}): {after}\n{}",
+            reasons.join("\n")
+        );
+    }
     // It settles (the learned headroom shrinks the surge's overshoot one instance at a time, then holds).
     let last: Vec<usize> = sizes
         .iter()
@@ -315,4 +320,135 @@ async fn sim_step_in_demand_is_met_within_boot_plus_two_intervals_without_oscill
         "size changes in the last 30 min: {last:?}"
     );
     assert!(last[0] >= 5, "4.5 servers of demand run on {}", last[0]);
+}
+
+/// One minute of CPU per point for the last two hours (oldest first), `load(k)` at the k-th minute.
+async fn put_history(sdk: &aws_config::SdkConfig, id: &str, load: impl Fn(u64) -> f64) {
+    let points: Vec<(u64, f64)> = (0..120u64).map(|k| (7200 - 60 * k, load(k))).collect();
+    put_cpu(sdk, id, &points).await;
+}
+
+/// `tend scale --once` against moto (through `endpoint`), on the fleet `prefix`; its output and exit code.
+fn scale_once(endpoint: &str, prefix: &str, dry_run: bool) -> (String, Option<i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[store]\npath = \"tend.db\"\n[cloud]\nprovider = \"aws\"\nprefix = \"{prefix}\"\n[cloud.aws]\n\
+         region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nimage_id = \"ami-12c6146b\"\n\
+         instance_type = \"t3.micro\"\n[scale]\nwindow = \"5m\"\nhistory = \"3h\"\nmin = 1\n"
+    );
+    std::fs::write(dir.path().join("tend.toml"), config).unwrap();
+    let mut args = vec!["scale", "--once"];
+    if dry_run {
+        args.push("--dry-run");
+    }
+    let out = std::process::Command::new(crate::support::tend_bin())
+        .args(&args)
+        .current_dir(dir.path())
+        .env_remove("TEND_CONFIG")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run tend");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, out.status.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_once_learns_from_cloudwatch_history_before_its_first_decision() {
+    let (_moto, proxy, p, sdk) = aws().await;
+    // Two hours flat at 75 % on two instances: the configured thresholds hold (150 % predicted after removal),
+    // and nothing in the history asks for headroom.
+    for k in 0..2 {
+        let i = p
+            .create(&format!("flat-{k}"), &format!("flat-{k}"))
+            .await
+            .unwrap();
+        put_history(&sdk, &i.id, |_| 75.0).await;
+    }
+    proxy.clear();
+    let (out, code) = scale_once(&proxy.url, "flat", false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("decision   hold: median 75.0% on 2; predicted 150.0% after removal"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "learned from 2.0 hours of history: 99.95th-percentile rise over 5.5 min = +0.0%"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("no history"), "{out}");
+    // The history of both instances is one batched read, the load another.
+    assert_eq!(proxy.count("GetMetricData"), 2, "{:?}", proxy.actions());
+
+    // Three at 50 % for two hours: one goes (75 % predicted, and the calm history fits two).
+    let mut three = Vec::new();
+    for k in 0..3 {
+        let i = p
+            .create(&format!("three-{k}"), &format!("three-{k}"))
+            .await
+            .unwrap();
+        put_history(&sdk, &i.id, |_| 50.0).await;
+        three.push(i.id);
+    }
+    let (out, code) = scale_once(&proxy.url, "three", false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("decision   remove "), "{out}");
+    assert!(
+        out.contains("predicted 75.0% after removal, below low 80%"),
+        "{out}"
+    );
+    assert!(out.contains("learned from 2.0 hours of history"), "{out}");
+    assert_eq!(p.list("three-").await.unwrap().len(), 2);
+
+    // Spiky: every 20 minutes the two double from 50 % to 100 % for 3 minutes; 75 % now. The learned rise keeps
+    // a third instance ready, and the reason says what was learned.
+    for k in 0..2 {
+        let i = p
+            .create(&format!("spiky-{k}"), &format!("spiky-{k}"))
+            .await
+            .unwrap();
+        put_history(&sdk, &i.id, |m| match m {
+            115.. => 75.0,
+            m if m % 20 < 3 => 100.0,
+            _ => 50.0,
+        })
+        .await;
+    }
+    let (out, code) = scale_once(&proxy.url, "spiky", true);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("decision   add 1 (dry run): demand 1.50"),
+        "{out}"
+    );
+    assert!(
+        out.contains("learned from 2.0 hours of history: 99.95th-percentile rise over 5.5 min = +"),
+        "{out}"
+    );
+
+    // A new fleet, four minutes of data: too little history, so the configured rule, said as such.
+    for k in 0..2 {
+        let i = p
+            .create(&format!("fresh-{k}"), &format!("fresh-{k}"))
+            .await
+            .unwrap();
+        put_cpu(
+            &sdk,
+            &i.id,
+            &[(240, 75.0), (180, 75.0), (120, 75.0), (60, 75.0)],
+        )
+        .await;
+    }
+    let (out, _) = scale_once(&proxy.url, "fresh", true);
+    assert!(
+        out.contains("no history yet: the configured high/low rule"),
+        "{out}"
+    );
+    assert!(!out.contains("learned"), "{out}");
 }

@@ -5,7 +5,7 @@
 //! `ClientToken` makes EC2 itself return the same instance for a retried RunInstances, and before launching the
 //! provider looks for a live instance that already carries the name (names are unique; this also covers an
 //! emulator that ignores client tokens). The load of the whole fleet is one `GetMetricData` call (up to 500
-//! instances a page), never one call per instance.
+//! instances a page), never one call per instance; so is its history, per age segment.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
     TagSpecification,
 };
 
-use super::{CloudError, CloudFuture, Instance, Provider, Retry, State};
+use super::{CloudError, CloudFuture, Instance, Provider, Retry, Series, State};
 
 mod config;
 mod metrics;
@@ -267,6 +267,15 @@ impl Provider for AwsProvider {
         window: Duration,
     ) -> CloudFuture<'a, Vec<Option<f64>>> {
         Box::pin(async move { self.metric_load(ids, window, SystemTime::now()).await })
+    }
+
+    fn history<'a>(
+        &'a self,
+        ids: &'a [String],
+        since: SystemTime,
+        until: SystemTime,
+    ) -> CloudFuture<'a, Vec<Series>> {
+        Box::pin(async move { self.metric_history(ids, since, until).await })
     }
 }
 

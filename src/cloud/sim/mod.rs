@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{CloudError, CloudFuture, Instance, Provider, State};
+use super::{CloudError, CloudFuture, Instance, Provider, Series, State};
 use crate::core::Invalid;
 pub mod fleet;
 pub mod trace;
@@ -106,7 +106,12 @@ struct Inner {
     fleet: SimFleet,
     names: HashMap<String, String>,
     tokens: HashMap<String, String>,
+    /// Terminated instances with the time they ended (s), for the history.
+    ended: Vec<(fleet::SimInstance, f64)>,
 }
+
+/// The resolution of the sim provider's history (s).
+const HISTORY_STEP: f64 = 60.0;
 
 /// A simulated fleet on tokio time.
 #[derive(Clone)]
@@ -131,6 +136,7 @@ impl SimProvider {
                 fleet: SimFleet::new(boot),
                 names: HashMap::new(),
                 tokens: HashMap::new(),
+                ended: Vec::new(),
             })),
             demand,
             start: tokio::time::Instant::now(),
@@ -265,7 +271,11 @@ impl Provider for SimProvider {
     fn terminate<'a>(&'a self, id: &'a str) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             let now = self.elapsed();
-            self.lock().fleet.terminate(id, now);
+            let mut inner = self.lock();
+            if let Some(i) = inner.fleet.live().iter().find(|i| i.id == id).cloned() {
+                inner.fleet.terminate(id, now);
+                inner.ended.push((i, now));
+            }
             Ok(())
         })
     }
@@ -294,6 +304,55 @@ impl Provider for SimProvider {
                     (n > 0).then(|| sum / n as f64)
                 })
                 .collect())
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        ids: &'a [String],
+        since: SystemTime,
+        until: SystemTime,
+    ) -> CloudFuture<'a, Vec<Series>> {
+        Box::pin(async move {
+            let now = self.elapsed();
+            let inner = self.lock();
+            // Every instance ever created, with the time it stopped serving.
+            let all: Vec<(&fleet::SimInstance, f64)> = inner
+                .fleet
+                .live()
+                .iter()
+                .map(|i| (i, f64::INFINITY))
+                .chain(inner.ended.iter().map(|(i, end)| (i, *end)))
+                .collect();
+            let secs = |t: SystemTime| match t.duration_since(self.epoch) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            let (from, to) = (secs(since).max(0.0), secs(until).min(now));
+            let serving = |i: &fleet::SimInstance, end: f64, t: f64| i.ready_at <= t && t < end;
+            let mut out = Vec::new();
+            for id in ids {
+                let Some(&(inst, end)) = all.iter().find(|(i, _)| &i.id == id) else {
+                    continue;
+                };
+                let mut points = Vec::new();
+                let mut t = (from / HISTORY_STEP).ceil() * HISTORY_STEP;
+                while t < to {
+                    if serving(inst, end, t) {
+                        let ready = all.iter().filter(|(i, e)| serving(i, *e, t)).count();
+                        let cpu = ((self.demand)(t) / ready as f64 * 100.0).min(100.0);
+                        points.push((self.time_of(t), cpu));
+                    }
+                    t += HISTORY_STEP;
+                }
+                if !points.is_empty() {
+                    out.push(Series {
+                        id: id.clone(),
+                        points,
+                    });
+                }
+            }
+            Ok(out)
         })
     }
 }
@@ -333,6 +392,19 @@ mod tests {
         );
         p.terminate(&ids[0]).await.unwrap();
         assert_eq!(p.list("t-").await.unwrap().len(), 1);
+        // The history remembers the terminated one: a point a minute while it served (booted at 60 s).
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let h = p
+            .history(&ids, p.time_of(0.0), p.time_of(p.elapsed()))
+            .await
+            .unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].points, [(p.time_of(60.0), 50.0)]);
+        assert_eq!(
+            h[1].points,
+            [(p.time_of(60.0), 50.0), (p.time_of(120.0), 75.0)],
+            "after the termination two serve 1.5"
+        );
     }
 
     #[test]
