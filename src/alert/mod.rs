@@ -34,7 +34,7 @@ pub mod webhook;
 pub use alerter::{AlertError, Alerter};
 pub use config::{AlertConfig, NotifierConfig};
 pub use notifier::{DeliveryError, Notifier, NotifierError};
-pub use service::{DeliveryReport, FlushReport, NotifyReport};
+pub use service::{DeliveryReport, FlushReport, NotifyReport, on_alert_thread};
 
 /// Something the team must hear about.
 #[derive(Debug, Clone, PartialEq)]

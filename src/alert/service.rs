@@ -22,6 +22,16 @@ const POLL: Duration = Duration::from_millis(5);
 /// Quiet time after which the thread parks and asks senders to wake it.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
+thread_local! {
+    /// Set on the alert thread (and so in the delivery tasks of its runtime) for its whole life.
+    pub(super) static ON_ALERT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on the alert thread: code that would wait for it (a panic hook) must not wait there.
+pub fn on_alert_thread() -> bool {
+    ON_ALERT_THREAD.get()
+}
+
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FlushReport {
@@ -43,10 +53,18 @@ pub enum DeliveryReport {
 /// `(notifier, how it went)` for each notifier, from [`Alerter::notify_now`].
 pub type NotifyReport = Vec<(String, DeliveryReport)>;
 
+/// An alert whose details the alert thread finishes (formatting, a backtrace's symbols), so that the caller's
+/// thread only hands over what it saw.
+pub(super) type Later = Box<dyn FnOnce() -> Alert + Send>;
+
 /// A request to the alert thread.
 pub(super) enum Cmd {
     /// An alert and when it was sent (ms).
     Alert(Alert, i64),
+    /// An alert to finish on the alert thread, and when it was sent (ms).
+    Later(Later, i64),
+    /// Answer once every command queued before it is written to the outbox.
+    Recorded(std::sync::mpsc::SyncSender<()>),
     /// Deliver everything, answer by the deadline.
     Flush(Instant, oneshot::Sender<FlushReport>),
     /// Send this one now, without grouping.
@@ -191,9 +209,12 @@ impl Worker {
         let mut flush_now = false;
         let mut alerts = Vec::new();
         let mut immediate = Vec::new();
+        let mut recorded = Vec::new();
         for cmd in batch {
             match cmd {
                 Cmd::Alert(a, at) => alerts.push((a, at)),
+                Cmd::Later(finish, at) => alerts.extend(finished(finish).map(|a| (a, at))),
+                Cmd::Recorded(reply) => recorded.push(reply),
                 Cmd::Flush(deadline, reply) => {
                     flush_now = true;
                     self.flushes.push(Waiter { deadline, reply });
@@ -206,6 +227,9 @@ impl Worker {
             }
         }
         self.record_alerts(alerts);
+        for reply in recorded {
+            let _ = reply.try_send(());
+        }
         let now = millis(SystemTime::now());
         for (a, waiter) in immediate {
             self.create_now(a, waiter, now);
@@ -421,6 +445,18 @@ impl Worker {
         };
         if let Err(error) = stored {
             tracing::warn!(alert = false, %error, "Cannot record a delivery result");
+        }
+    }
+}
+
+/// Runs an alert's `finish` on this thread; a panic inside it (a backtrace that cannot be symbolised) costs
+/// that alert, logged, and not the alert thread.
+fn finished(finish: Later) -> Option<Alert> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(finish)) {
+        Ok(alert) => Some(alert),
+        Err(_) => {
+            tracing::error!(alert = false, "An alert could not be finished (it panicked); it is lost");
+            None
         }
     }
 }

@@ -9,6 +9,7 @@ mod cloud;
 mod cluster_core;
 mod deploy;
 mod deploy_e2e;
+mod logger;
 mod monitor_checks;
 mod monitor_e2e;
 mod scale;
