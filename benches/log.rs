@@ -8,7 +8,9 @@
 //!   call queued while the alert thread works on the ones before). Each loop starts on a fresh alerter after
 //!   1,000 unmeasured calls, and the alert thread's backlog is written to the outbox between loops. Printed per
 //!   loop: mean, p50, p99, p99.9 and max, and what the calling thread went through (page faults, times it was
-//!   preempted), with the load average, so a noisy machine shows in the output.
+//!   preempted), with the load average, so a noisy machine shows in the output. The same two loops again with
+//!   `log::error!` through the bridge, where every record copies its context lines (a burst of `error!` from one
+//!   call site copies them once per look of the alert thread).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,8 +108,24 @@ fn micros(d: Duration) -> String {
     }
 }
 
-/// Times `CALLS` calls of `error!` on a fresh alerter, after `WARM_UP` unmeasured ones; `pause` every 100.
-fn error_loop(name: &str, pause: Option<Duration>) {
+/// How the loop logs its error.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `tracing::error!`: repeats from one call site skip copying the context lines while one is queued.
+    Tracing,
+    /// `log::error!` through the bridge: every record carries its own copy of the context lines.
+    Log,
+}
+
+fn log_error(via: Via, i: usize) {
+    match via {
+        Via::Tracing => tracing::error!(code = 503, i, "Upstream failed"),
+        Via::Log => log::error!("Upstream failed: code 503, call {i}"),
+    }
+}
+
+/// Times `CALLS` errors on a fresh alerter, after `WARM_UP` unmeasured ones; `pause` every 100.
+fn error_loop(name: &str, via: Via, pause: Option<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let (alerter, _hole) = alerter_to_black_hole(dir.path());
     let layer = AlertLayer::new(alerter.clone(), &LogConfig::default());
@@ -116,13 +134,13 @@ fn error_loop(name: &str, pause: Option<Duration>) {
     let (mut faults, mut preempted) = (0, 0);
     tracing::subscriber::with_default(subscriber, || {
         for i in 0..WARM_UP {
-            tracing::error!(code = 503, i, "Upstream failed");
+            log_error(via, i);
         }
         assert!(alerter.wait_recorded(Duration::from_secs(60)));
         let before = thread_counters();
         for i in 0..CALLS {
             let start = Instant::now();
-            tracing::error!(code = 503, i, "Upstream failed");
+            log_error(via, i);
             samples.push(start.elapsed());
             if let Some(pause) = pause {
                 if i % 100 == 99 {
@@ -153,8 +171,12 @@ fn error_latency(c: &mut Criterion) {
          (load average {}):",
         load_average()
     );
-    error_loop("paced (200 µs pause every 100 calls):", Some(Duration::from_micros(200)));
-    error_loop("without pauses:", None);
+    let pause = Some(Duration::from_micros(200));
+    error_loop("paced (200 µs pause every 100 calls):", Via::Tracing, pause);
+    error_loop("without pauses:", Via::Tracing, None);
+    tend::log::bridge::install().unwrap();
+    error_loop("log::error!, paced:", Via::Log, pause);
+    error_loop("log::error!, without pauses:", Via::Log, None);
     let dir = tempfile::tempdir().unwrap();
     let (alerter, _hole) = alerter_to_black_hole(dir.path());
     let layer = AlertLayer::new(alerter.clone(), &LogConfig::default());

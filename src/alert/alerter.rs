@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::notifier::{Notifier, NotifierError};
 use super::service::{Cmd, FlushReport, NotifyReport, ON_ALERT_THREAD, Worker};
-use super::{Alert, AlertConfig, plan, store};
+use super::{Alert, AlertConfig, Later, plan, store};
 use crate::core::time::millis;
 use crate::core::{Event, Level};
 use crate::metrics::{Counter, Metrics};
@@ -147,11 +147,11 @@ impl Alerter {
         self.queue(alert.event, |now| Cmd::Alert(alert, now));
     }
 
-    /// Queues an alert for `event` that the alert thread finishes by calling `finish` (details that are slow to
-    /// produce, such as formatting a long body or symbolising a backtrace, so the caller only hands over what
-    /// it saw), and returns at once. A `finish` that panics loses that alert, not the alert thread.
-    pub fn send_later(&self, event: Event, finish: impl FnOnce() -> Alert + Send + 'static) {
-        self.queue(event, |now| Cmd::Later(Box::new(finish), now));
+    /// Queues an alert for `event` that the alert thread finishes by calling [`Later::finish`] (details that
+    /// are slow to produce, such as formatting a long body or symbolising a backtrace, so the caller only hands
+    /// over what it saw), and returns at once. A `finish` that panics loses that alert, not the alert thread.
+    pub fn send_later(&self, event: Event, later: Box<dyn Later>) {
+        self.queue(event, |now| Cmd::Later(later, now));
     }
 
     /// Counts `event` and queues the command made with the time (ms).

@@ -12,13 +12,19 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 use super::notifier::{DeliveryError, Notifier};
-use super::{Alert, AlertConfig, plan, store};
+use super::batch::Batch;
+use super::{Alert, AlertConfig, Later, plan, store};
 use crate::core::time::millis;
 use crate::metrics::{Counter, Metrics};
 use crate::store::Store;
 
 /// How often the alert thread looks at its queue while alerts flow.
 const POLL: Duration = Duration::from_millis(5);
+/// How often while a burst flows (the last look found at least `BURST` commands), so the queue and the memory
+/// it holds stay small.
+const POLL_BURST: Duration = Duration::from_millis(1);
+/// Commands in one look that make a burst.
+const BURST: usize = 64;
 /// Quiet time after which the thread parks and asks senders to wake it.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
@@ -53,16 +59,12 @@ pub enum DeliveryReport {
 /// `(notifier, how it went)` for each notifier, from [`Alerter::notify_now`].
 pub type NotifyReport = Vec<(String, DeliveryReport)>;
 
-/// An alert whose details the alert thread finishes (formatting, a backtrace's symbols), so that the caller's
-/// thread only hands over what it saw.
-pub(super) type Later = Box<dyn FnOnce() -> Alert + Send>;
-
 /// A request to the alert thread.
 pub(super) enum Cmd {
     /// An alert and when it was sent (ms).
     Alert(Alert, i64),
     /// An alert to finish on the alert thread, and when it was sent (ms).
-    Later(Later, i64),
+    Later(Box<dyn Later>, i64),
     /// Answer once every command queued before it is written to the outbox.
     Recorded(std::sync::mpsc::SyncSender<()>),
     /// Deliver everything, answer by the deadline.
@@ -153,6 +155,7 @@ impl Worker {
         let mut wake = Instant::now();
         let mut active = Instant::now();
         let mut closed = false;
+        let mut last_batch = 0;
         loop {
             let mut batch = Vec::new();
             let mut recorded = false;
@@ -169,10 +172,11 @@ impl Worker {
                     drain(&rx, &mut batch, &mut closed);
                 }
                 if batch.is_empty() {
+                    let poll = if last_batch >= BURST { POLL_BURST } else { POLL };
                     let until = if park {
                         wake
                     } else {
-                        wake.min(Instant::now() + POLL)
+                        wake.min(Instant::now() + poll)
                     };
                     tokio::select! {
                         _ = wake_up.notified() => {}
@@ -189,6 +193,7 @@ impl Worker {
             if !batch.is_empty() {
                 active = Instant::now();
             }
+            last_batch = batch.len();
             while let Ok(outcome) = self.done_rx.try_recv() {
                 self.record(outcome);
                 recorded = true;
@@ -207,13 +212,20 @@ impl Worker {
     /// One turn over a batch of commands: record, plan, deliver, answer. The next wake-up, or None to stop.
     fn turn(&mut self, batch: Vec<Cmd>) -> Option<Instant> {
         let mut flush_now = false;
-        let mut alerts = Vec::new();
+        let mut alerts = Batch::new(self.grouping.dedup_window.as_millis() as i64);
         let mut immediate = Vec::new();
         let mut recorded = Vec::new();
         for cmd in batch {
             match cmd {
-                Cmd::Alert(a, at) => alerts.push((a, at)),
-                Cmd::Later(finish, at) => alerts.extend(finished(finish).map(|a| (a, at))),
+                Cmd::Alert(a, at) => alerts.add(a, at),
+                Cmd::Later(later, at) => match later.key() {
+                    Some(key) if alerts.count(&key, at) => later.discard(),
+                    _ => {
+                        if let Some(a) = finished(later) {
+                            alerts.add(a, at);
+                        }
+                    }
+                },
                 Cmd::Recorded(reply) => recorded.push(reply),
                 Cmd::Flush(deadline, reply) => {
                     flush_now = true;
@@ -253,20 +265,18 @@ impl Worker {
 
     /// Writes alerts to the outbox; when the batch is refused, each alert on its own so one bad row cannot sink
     /// the others.
-    fn record_alerts(&self, alerts: Vec<(Alert, i64)>) {
-        self.alerts.add(alerts.len() as u64);
+    fn record_alerts(&self, alerts: Batch) {
+        self.alerts.add(alerts.alerts());
+        let alerts = alerts.into_occurrences();
         if alerts.is_empty() {
             return;
         }
         let window = self.grouping.dedup_window.as_millis() as i64;
         if let Err(error) = self.store.blocking(|c| store::record(c, &alerts, window)) {
             tracing::warn!(alert = false, %error, "Cannot write alerts to the outbox; trying one by one");
-            for (alert, at) in alerts {
-                let subject = alert.subject.clone();
-                if let Err(error) = self
-                    .store
-                    .blocking(|c| store::record(c, &[(alert, at)], window))
-                {
+            for o in alerts {
+                let subject = o.alert.subject.clone();
+                if let Err(error) = self.store.blocking(|c| store::record(c, &[o], window)) {
                     tracing::error!(alert = false, %error, %subject, "An alert could not be written to the outbox");
                 }
             }
@@ -451,8 +461,8 @@ impl Worker {
 
 /// Runs an alert's `finish` on this thread; a panic inside it (a backtrace that cannot be symbolised) costs
 /// that alert, logged, and not the alert thread.
-fn finished(finish: Later) -> Option<Alert> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(finish)) {
+fn finished(later: Box<dyn Later>) -> Option<Alert> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| later.finish())) {
         Ok(alert) => Some(alert),
         Err(_) => {
             tracing::error!(alert = false, "An alert could not be finished (it panicked); it is lost");

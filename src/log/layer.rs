@@ -14,7 +14,7 @@ use tracing_subscriber::layer::Context;
 
 use super::capture::Captured;
 use super::ring::Ring;
-use super::{INSTALLED, Installed, Level, LogConfig, LogFormat, bridge};
+use super::{INSTALLED, Installed, Level, LogConfig, LogFormat, bridge, repeat};
 use crate::alert::Alerter;
 
 /// The logger's level of a `tracing` event, reading the `notice`/`fatal` marks.
@@ -263,16 +263,27 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for AlertLayer {
             if self.ring_capacity == 0 && self.alerter.is_none() {
                 return;
             }
-            let alert = level >= self.alert_from && !marks.no_alert;
+            let alert = level >= self.alert_from && !marks.no_alert && self.alerter.is_some();
+            // `log` records have no static call site to mark (`repeat.rs`): they always go full.
+            let site = match normalized {
+                Some(_) => 0,
+                None => std::ptr::from_ref(event.metadata()) as usize,
+            };
+            let now = std::time::Instant::now();
+            let repeat = alert && repeat::queued(site, now);
             let captured = {
                 let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-                let captured = (alert && self.alerter.is_some())
-                    .then(|| Captured::new(level, meta, message, fields, &ring));
+                let context = (!repeat).then_some(&*ring);
+                let captured =
+                    alert.then(|| Captured::new(level, meta, (message, fields), context, site));
                 ring.push(line);
                 captured
             };
             if let (Some(captured), Some(alerter)) = (captured, &self.alerter) {
-                alerter.send_later(captured.event(), move || captured.into_alert());
+                alerter.send_later(captured.event(), captured);
+                if !repeat {
+                    repeat::mark(site, now);
+                }
             }
         });
     }

@@ -12,7 +12,8 @@
 //! [`bridge::install`] brings records of the `log` crate (what many dependencies use) to the same layer.
 //!
 //! Rooms: `layer.rs` the layer, `ring.rs` the context lines, `capture.rs` what an error hands the alert thread,
-//! `panic.rs` the panic hook, `bridge.rs` the `log` crate.
+//! `repeat.rs` the errors that need not copy their context again, `panic.rs` the panic hook, `bridge.rs` the
+//! `log` crate.
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,6 +28,7 @@ pub mod bridge;
 mod capture;
 mod layer;
 mod panic;
+mod repeat;
 mod ring;
 
 pub use layer::{AlertLayer, Console, SharedWriter};

@@ -69,7 +69,7 @@ fn report(info: &PanicHookInfo<'_>) {
         }
         installed
             .alerter
-            .send_later(Event::Panic, move || panic.into_alert());
+            .send_later(Event::Panic, Box::new(move || panic.into_alert()));
         installed.alerter.wait_recorded(PANIC_RECORD_WAIT);
     }
     IN_HOOK.set(false);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use tend::alert::{AlertConfig, Alerter};
+use tend::alert::{Alert, AlertConfig, Alerter};
 use tend::core::Event;
 use tend::log::{AlertLayer, Console, Level, LogConfig, LogFormat};
 use tend::metrics::Metrics;
@@ -269,7 +269,8 @@ fn a_panic_inside_the_alerting_path_does_not_recurse_and_ends_the_program_as_bef
         let alerter = install_logging(port, &store, "1h");
         tend::log::info!("Reconciling accounts");
         // On the alert thread: finishing an alert panics. The hook must not wait for its own thread.
-        alerter.send_later(Event::LogError, || panic!("cannot finish this alert"));
+        let later = || -> Alert { panic!("cannot finish this alert") };
+        alerter.send_later(Event::LogError, Box::new(later));
         assert!(
             alerter.wait_recorded(Duration::from_secs(20)),
             "the alert thread lives on"
