@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::notifier::{DeliveryError, Notifier};
 use super::batch::Batch;
+use super::notifier::{DeliveryError, Notifier};
 use super::{Alert, AlertConfig, Later, plan, store};
 use crate::core::time::millis;
 use crate::metrics::{Counter, Metrics};
@@ -172,7 +172,11 @@ impl Worker {
                     drain(&rx, &mut batch, &mut closed);
                 }
                 if batch.is_empty() {
-                    let poll = if last_batch >= BURST { POLL_BURST } else { POLL };
+                    let poll = if last_batch >= BURST {
+                        POLL_BURST
+                    } else {
+                        POLL
+                    };
                     let until = if park {
                         wake
                     } else {
@@ -465,7 +469,10 @@ fn finished(later: Box<dyn Later>) -> Option<Alert> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| later.finish())) {
         Ok(alert) => Some(alert),
         Err(_) => {
-            tracing::error!(alert = false, "An alert could not be finished (it panicked); it is lost");
+            tracing::error!(
+                alert = false,
+                "An alert could not be finished (it panicked); it is lost"
+            );
             None
         }
     }

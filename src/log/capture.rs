@@ -19,7 +19,9 @@ const POOL_MAX: usize = 2048;
 /// A buffer larger than this (a huge message) is freed rather than kept.
 const BUFFER_MAX: usize = 8 * 1024;
 
-/// Captures the alert thread has finished with, ready for the next error.
+/// Captures the alert thread has finished with, ready for the next error. Boxed on purpose: the box itself is
+/// reused, as it goes to the alert thread as a `Box<dyn Later>`.
+#[allow(clippy::vec_box)]
 static POOL: Mutex<Vec<Box<Captured>>> = Mutex::new(Vec::new());
 
 /// An error log as its caller saw it, in one buffer: message, fields, file, target, then the context lines
@@ -115,7 +117,10 @@ impl Captured {
         let _ = writeln!(body, "Host: {}", crate::core::host::name());
         write_context(&mut body, self.context, text[t..].lines());
         if self.repeat {
-            let _ = writeln!(body, "\n(Its log lines went with the alert from here just before it.)");
+            let _ = writeln!(
+                body,
+                "\n(Its log lines went with the alert from here just before it.)"
+            );
         }
         Alert::new(self.event(), self.about(), level, subject, body)
     }
@@ -202,7 +207,11 @@ mod tests {
         let captured = Captured::new(level, &meta, (message, fields), ring, 0);
         let key = captured.key();
         let alert = captured.finish();
-        assert_eq!(key, Some(alert.key()), "the key is known before the alert is made");
+        assert_eq!(
+            key,
+            Some(alert.key()),
+            "the key is known before the alert is made"
+        );
         alert
     }
 
@@ -239,7 +248,8 @@ mod tests {
         let a = capture(Level::Error, "Disk full", "", None);
         assert!(!a.body.contains("log lines before it"), "{}", a.body);
         assert!(
-            a.body.ends_with("\n(Its log lines went with the alert from here just before it.)\n"),
+            a.body
+                .ends_with("\n(Its log lines went with the alert from here just before it.)\n"),
             "{}",
             a.body
         );

@@ -96,7 +96,7 @@ impl Panic {
             .to_string();
         let (context, lines) = context(ring, inside_layer());
         Panic {
-            message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_string(),
+            message: message(info.payload()).to_string(),
             location,
             thread,
             context,
@@ -117,6 +117,16 @@ impl Panic {
         body.push_str(&frames(&self.backtrace));
         write_context(&mut body, self.lines, self.context.lines());
         Alert::new(Event::Panic, self.location, Level::Fatal, subject, body)
+    }
+}
+
+/// A panic's message: `panic!`'s text, or what std prints for a payload of another type.
+fn message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(s) => s,
+        None => payload
+            .downcast_ref::<String>()
+            .map_or("Box<dyn Any>", String::as_str),
     }
 }
 
@@ -257,11 +267,21 @@ mod tests {
     }
 
     #[test]
+    fn a_message_is_read_from_either_payload() {
+        assert_eq!(message(&"static"), "static");
+        assert_eq!(message(&String::from("formatted")), "formatted");
+        assert_eq!(message(&42), "Box<dyn Any>");
+    }
+
+    #[test]
     fn a_long_backtrace_is_cut() {
         let text: String = (0..50).map(|i| format!("  {i}: app::f{i}\n")).collect();
         let out = trim(&text);
         assert!(out.starts_with("    0: app::f0\n"), "{out}");
-        assert!(out.ends_with("   39: app::f39\n  ... and 10 more frames\n"), "{out}");
+        assert!(
+            out.ends_with("   39: app::f39\n  ... and 10 more frames\n"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -281,14 +301,20 @@ mod tests {
         assert_eq!(a.about, "src/ledger.rs:12:5");
         assert_eq!(a.subject, "Panic: index out of bounds");
         assert!(
-            a.body
-                .starts_with("index out of bounds\nsecond line\n\nAt src/ledger.rs:12:5 (thread 'worker')\n"),
+            a.body.starts_with(
+                "index out of bounds\nsecond line\n\nAt src/ledger.rs:12:5 (thread 'worker')\n"
+            ),
             "{}",
             a.body
         );
-        assert!(a.body.contains("\nBacktrace, innermost first:\n    0: "), "{}", a.body);
         assert!(
-            a.body.ends_with("The 1 log lines before it:\n  INFO    loading the ledger\n"),
+            a.body.contains("\nBacktrace, innermost first:\n    0: "),
+            "{}",
+            a.body
+        );
+        assert!(
+            a.body
+                .ends_with("The 1 log lines before it:\n  INFO    loading the ledger\n"),
             "{}",
             a.body
         );

@@ -23,12 +23,7 @@ struct Slot {
     at: Option<Instant>,
 }
 
-static QUEUED: [Mutex<Slot>; SLOTS] = [const {
-    Mutex::new(Slot {
-        site: 0,
-        at: None,
-    })
-}; SLOTS];
+static QUEUED: [Mutex<Slot>; SLOTS] = [const { Mutex::new(Slot { site: 0, at: None }) }; SLOTS];
 
 fn slot(site: usize) -> MutexGuard<'static, Slot> {
     let i = (site ^ (site >> 7) ^ (site >> 13)) % SLOTS;
@@ -41,7 +36,9 @@ pub(super) fn queued(site: usize, now: Instant) -> bool {
         return false;
     }
     let s = slot(site);
-    s.site == site && s.at.is_some_and(|at| now.saturating_duration_since(at) < FRESH)
+    s.site == site
+        && s.at
+            .is_some_and(|at| now.saturating_duration_since(at) < FRESH)
 }
 
 /// Marks `site`'s alert queued at `now`, unless its slot holds another site's fresh mark.
@@ -50,9 +47,8 @@ pub(super) fn mark(site: usize, now: Instant) {
         return;
     }
     let mut s = slot(site);
-    let stale = s
-        .at
-        .is_none_or(|at| now.saturating_duration_since(at) >= FRESH);
+    let stale =
+        s.at.is_none_or(|at| now.saturating_duration_since(at) >= FRESH);
     if s.site == 0 || s.site == site || stale {
         *s = Slot {
             site,

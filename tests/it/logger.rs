@@ -107,7 +107,9 @@ fn quoted_printable(body: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
             Some(b) if bytes[i] == b'=' => {
                 out.push(b);
@@ -124,9 +126,13 @@ fn quoted_printable(body: &str) -> String {
 
 /// The first frame of the mail's backtrace.
 fn top_frame(mail: &str) -> &str {
-    let mut lines = mail.lines().skip_while(|l| *l != "Backtrace, innermost first:");
+    let mut lines = mail
+        .lines()
+        .skip_while(|l| *l != "Backtrace, innermost first:");
     lines.next();
-    lines.next().unwrap_or_else(|| panic!("no backtrace in {mail}"))
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no backtrace in {mail}"))
 }
 
 #[inline(never)]
@@ -154,7 +160,10 @@ fn a_panic_in_a_thread_and_in_a_task_is_one_fatal_mail_each() {
         assert!(thread.join().is_err(), "the thread panicked as before");
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let task = rt.block_on(async { tokio::spawn(explode_in_task()).await });
-        assert!(task.is_err_and(|e| e.is_panic()), "the task panicked as before");
+        assert!(
+            task.is_err_and(|e| e.is_panic()),
+            "the task panicked as before"
+        );
         tend::log::info!("Night run over");
         assert_eq!(alerter.flush(Duration::from_secs(20)).undelivered, 0);
         return;
@@ -179,7 +188,10 @@ fn a_panic_in_a_thread_and_in_a_task_is_one_fatal_mail_each() {
 
     let m = mail(&mails, "FATAL: Panic: the ledger is corrupt at entry 7");
     assert!(m.contains("thread 'ledger'"), "{m}");
-    assert!(m.contains("tests/it/logger.rs:"), "the panic's location: {m}");
+    assert!(
+        m.contains("tests/it/logger.rs:"),
+        "the panic's location: {m}"
+    );
     assert!(
         top_frame(&m).contains("logger::explode_in_thread"),
         "top frame: {m}"
@@ -198,6 +210,43 @@ fn a_panic_in_a_thread_and_in_a_task_is_one_fatal_mail_each() {
         m.contains("Panic: the ledger is corrupt at entry 7"),
         "the first panic's own log line is context of the second: {m}"
     );
+}
+
+#[test]
+fn a_burst_of_one_error_is_one_mail_with_the_count_and_the_first_ones_lines() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("tend.db")).expect("store");
+    let alerter =
+        Alerter::start(&alert_config(sink.port, "1s"), store, &Metrics::new()).expect("alerter");
+    let log = LogConfig {
+        context_lines: 3,
+        ..LogConfig::default()
+    };
+    let subscriber = tracing_subscriber::registry().with(AlertLayer::new(alerter.clone(), &log));
+    tracing::subscriber::with_default(subscriber, || {
+        tend::log::info!("Opening the payment pool");
+        for attempt in 0..5000 {
+            tend::log::error!(attempt, "Cannot reach the payment service");
+        }
+    });
+    assert_eq!(alerter.flush(Duration::from_secs(20)).undelivered, 0);
+    let mails = sink.wait_for(1);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let m = mail(
+        &mails,
+        "ERROR: Cannot reach the payment service (and 4999 more like this)",
+    );
+    assert!(
+        m.contains("Fields: attempt=0\n"),
+        "the first one's text: {m}"
+    );
+    assert!(
+        m.contains("INFO    Opening the payment pool"),
+        "its lines: {m}"
+    );
+    assert!(m.contains("This happened 5000 times"), "{m}");
+    assert!(!m.contains("went with the alert"), "{m}");
 }
 
 /// A module written against `log`, as a dependency would be.
@@ -301,18 +350,25 @@ fn a_panic_inside_the_alerting_path_does_not_recurse_and_ends_the_program_as_bef
         Some(101),
         "a failed test's exit, not an abort: {stderr}"
     );
-    assert!(!stderr.contains("panicked while processing panic"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked while processing panic"),
+        "{stderr}"
+    );
     assert_eq!(
         stderr.matches("the account cannot be shown").count(),
         2,
         "each panic in the layer reported once by the previous hook: {stderr}"
     );
-    assert_eq!(stderr.matches("cannot finish this alert").count(), 2, "{stderr}");
+    assert_eq!(
+        stderr.matches("cannot finish this alert").count(),
+        2,
+        "{stderr}"
+    );
 
     // What the child wrote to its outbox before it ended, delivered by the next alerter on the same store.
     let store = Store::open(&store_path).expect("the child's store");
-    let alerter = Alerter::start(&alert_config(sink.port, "1h"), store, &Metrics::new())
-        .expect("alerter");
+    let alerter =
+        Alerter::start(&alert_config(sink.port, "1h"), store, &Metrics::new()).expect("alerter");
     assert_eq!(alerter.flush(Duration::from_secs(20)).undelivered, 0);
     let mails = sink.wait_for(3);
     assert_eq!(mails.len(), 3, "{mails:#?}");
