@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::notifier::{Notifier, NotifierError};
-use super::service::{Cmd, FlushReport, NotifyReport, Worker};
-use super::{Alert, AlertConfig, plan, store};
+use super::service::{Cmd, FlushReport, NotifyReport, ON_ALERT_THREAD, Worker};
+use super::{Alert, AlertConfig, Later, plan, store};
 use crate::core::time::millis;
 use crate::core::{Event, Level};
 use crate::metrics::{Counter, Metrics};
@@ -120,7 +120,10 @@ impl Alerter {
         let (wake, parked) = (inbox.wake.clone(), inbox.parked.clone());
         let thread = std::thread::Builder::new()
             .name("tend-alert".into())
-            .spawn(move || rt.block_on(worker.run(rx, wake, parked)))
+            .spawn(move || {
+                ON_ALERT_THREAD.set(true);
+                rt.block_on(worker.run(rx, wake, parked))
+            })
             .map_err(AlertError::Thread)?;
         let events = Event::ALL
             .iter()
@@ -141,13 +144,39 @@ impl Alerter {
 
     /// Queues an alert and returns at once.
     pub fn send(&self, alert: Alert) {
-        if let Some(counter) = self.events.get(alert.event.index()) {
+        self.queue(alert.event, |now| Cmd::Alert(alert, now));
+    }
+
+    /// Queues an alert for `event` that the alert thread finishes by calling [`Later::finish`] (details that
+    /// are slow to produce, such as formatting a long body or symbolising a backtrace, so the caller only hands
+    /// over what it saw), and returns at once. A `finish` that panics loses that alert, not the alert thread.
+    pub fn send_later(&self, event: Event, later: Box<dyn Later>) {
+        self.queue(event, |now| Cmd::Later(later, now));
+    }
+
+    /// Counts `event` and queues the command made with the time (ms).
+    fn queue(&self, event: Event, cmd: impl FnOnce(i64) -> Cmd) {
+        if let Some(counter) = self.events.get(event.index()) {
             counter.inc();
         }
         let now = millis(SystemTime::now());
-        if self.inbox.push(Cmd::Alert(alert, now), false).is_err() {
+        if self.inbox.push(cmd(now), false).is_err() {
             tracing::warn!(alert = false, "Alerter is stopped; an alert was not queued");
         }
+    }
+
+    /// Blocks until every alert queued before this call is written to the outbox (not delivered: a running
+    /// alerter, or the next one on the same store, delivers it), or `timeout` passes; true when written. Safe on
+    /// any thread but the alert thread's own, where it returns false at once.
+    pub fn wait_recorded(&self, timeout: Duration) -> bool {
+        if super::on_alert_thread() {
+            return false;
+        }
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        if self.inbox.push(Cmd::Recorded(reply), true).is_err() {
+            return false;
+        }
+        rx.recv_timeout(timeout).is_ok()
     }
 
     /// Logs the alert's subject at its severity, with its `event` and `about` fields, and sends it: how a part

@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use crate::core::{Event, Level};
 
 mod alerter;
+mod batch;
 pub mod claims;
 pub mod config;
 mod deliver;
@@ -36,7 +37,7 @@ pub mod webhook;
 pub use alerter::{AlertError, Alerter};
 pub use config::{AlertConfig, NotifierConfig};
 pub use notifier::{DeliveryError, Notifier, NotifierError};
-pub use service::{DeliveryReport, FlushReport, NotifyReport};
+pub use service::{DeliveryReport, FlushReport, NotifyReport, on_alert_thread};
 
 /// Something the team must hear about.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,29 @@ impl Alert {
     /// The dedup key: `MonitorDown:website`.
     pub fn key(&self) -> String {
         self.event.key(&self.about)
+    }
+}
+
+/// An alert that the alert thread finishes (see [`Alerter::send_later`]): the caller hands over what it saw, the
+/// alert thread does the slow part (formatting a long body, symbolising a backtrace). Closures returning an
+/// [`Alert`] are `Later`s.
+pub trait Later: Send {
+    /// The alert, made on the alert thread.
+    fn finish(self: Box<Self>) -> Alert;
+
+    /// Its dedup key ([`Alert::key`]) when known before it is finished: a burst of the same alert is then
+    /// counted without finishing each one.
+    fn key(&self) -> Option<String> {
+        None
+    }
+
+    /// Dropped unfinished: the same alert is already counted (only its first occurrence's text is kept).
+    fn discard(self: Box<Self>) {}
+}
+
+impl<F: FnOnce() -> Alert + Send> Later for F {
+    fn finish(self: Box<Self>) -> Alert {
+        (*self)()
     }
 }
 

@@ -11,18 +11,34 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::Batch;
 use super::claims::Claims;
 use super::deliver::Outcome;
 use super::notifier::Notifier;
-use super::{Alert, AlertConfig, plan, store};
+use super::{Alert, AlertConfig, Later, plan, store};
 use crate::core::time::millis;
 use crate::metrics::{Counter, Metrics};
 use crate::store::Store;
 
 /// How often the alert thread looks at its queue while alerts flow.
 const POLL: Duration = Duration::from_millis(5);
+/// How often while a burst flows (the last look found at least `BURST` commands), so the queue and the memory
+/// it holds stay small.
+const POLL_BURST: Duration = Duration::from_millis(1);
+/// Commands in one look that make a burst.
+const BURST: usize = 64;
 /// Quiet time after which the thread parks and asks senders to wake it.
 const PARK_AFTER: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Set on the alert thread (and so in the delivery tasks of its runtime) for its whole life.
+    pub(super) static ON_ALERT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on the alert thread: code that would wait for it (a panic hook) must not wait there.
+pub fn on_alert_thread() -> bool {
+    ON_ALERT_THREAD.get()
+}
 
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +65,10 @@ pub type NotifyReport = Vec<(String, DeliveryReport)>;
 pub(super) enum Cmd {
     /// An alert and when it was sent (ms).
     Alert(Alert, i64),
+    /// An alert to finish on the alert thread, and when it was sent (ms).
+    Later(Box<dyn Later>, i64),
+    /// Answer once every command queued before it is written to the outbox.
+    Recorded(std::sync::mpsc::SyncSender<()>),
     /// Deliver everything, answer by the deadline.
     Flush(Instant, oneshot::Sender<FlushReport>),
     /// Send this one now, without grouping.
@@ -133,6 +153,7 @@ impl Worker {
         let mut wake = Instant::now();
         let mut active = Instant::now();
         let mut closed = false;
+        let mut last_batch = 0;
         loop {
             let mut batch = Vec::new();
             let mut recorded = false;
@@ -149,10 +170,15 @@ impl Worker {
                     drain(&rx, &mut batch, &mut closed);
                 }
                 if batch.is_empty() {
+                    let poll = if last_batch >= BURST {
+                        POLL_BURST
+                    } else {
+                        POLL
+                    };
                     let until = if park {
                         wake
                     } else {
-                        wake.min(Instant::now() + POLL)
+                        wake.min(Instant::now() + poll)
                     };
                     tokio::select! {
                         _ = wake_up.notified() => {}
@@ -169,6 +195,7 @@ impl Worker {
             if !batch.is_empty() {
                 active = Instant::now();
             }
+            last_batch = batch.len();
             while let Ok(outcome) = self.done_rx.try_recv() {
                 self.record(outcome);
                 recorded = true;
@@ -187,11 +214,21 @@ impl Worker {
     /// One turn over a batch of commands: record, plan, deliver, answer. The next wake-up, or None to stop.
     fn turn(&mut self, batch: Vec<Cmd>) -> Option<Instant> {
         let mut flush_now = false;
-        let mut alerts = Vec::new();
+        let mut alerts = Batch::new(self.grouping.dedup_window.as_millis() as i64);
         let mut immediate = Vec::new();
+        let mut recorded = Vec::new();
         for cmd in batch {
             match cmd {
-                Cmd::Alert(a, at) => alerts.push((a, at)),
+                Cmd::Alert(a, at) => alerts.add(a, at),
+                Cmd::Later(later, at) => match later.key() {
+                    Some(key) if alerts.count(&key, at) => later.discard(),
+                    _ => {
+                        if let Some(a) = finished(later) {
+                            alerts.add(a, at);
+                        }
+                    }
+                },
+                Cmd::Recorded(reply) => recorded.push(reply),
                 Cmd::Flush(deadline, reply) => {
                     flush_now = true;
                     self.flushes.push(Waiter { deadline, reply });
@@ -205,6 +242,9 @@ impl Worker {
             }
         }
         self.record_alerts(alerts);
+        for reply in recorded {
+            let _ = reply.try_send(());
+        }
         let now = millis(SystemTime::now());
         for (a, waiter) in immediate {
             self.create_now(a, waiter, now);
@@ -228,20 +268,18 @@ impl Worker {
 
     /// Writes alerts to the outbox; when the batch is refused, each alert on its own so one bad row cannot sink
     /// the others.
-    fn record_alerts(&self, alerts: Vec<(Alert, i64)>) {
-        self.alerts.add(alerts.len() as u64);
+    fn record_alerts(&self, alerts: Batch) {
+        self.alerts.add(alerts.alerts());
+        let alerts = alerts.into_occurrences();
         if alerts.is_empty() {
             return;
         }
         let window = self.grouping.dedup_window.as_millis() as i64;
         if let Err(error) = self.store.blocking(|c| store::record(c, &alerts, window)) {
             tracing::warn!(alert = false, %error, "Cannot write alerts to the outbox; trying one by one");
-            for (alert, at) in alerts {
-                let subject = alert.subject.clone();
-                if let Err(error) = self
-                    .store
-                    .blocking(|c| store::record(c, &[(alert, at)], window))
-                {
+            for o in alerts {
+                let subject = o.alert.subject.clone();
+                if let Err(error) = self.store.blocking(|c| store::record(c, &[o], window)) {
                     tracing::error!(alert = false, %error, %subject, "An alert could not be written to the outbox");
                 }
             }
@@ -349,6 +387,21 @@ impl Worker {
             .blocking(|c| store::due(c, now, 1))
             .map(|d| !d.is_empty())
             .unwrap_or(false)
+    }
+}
+
+/// Runs an alert's `finish` on this thread; a panic inside it (a backtrace that cannot be symbolised) costs
+/// that alert, logged, and not the alert thread.
+fn finished(later: Box<dyn Later>) -> Option<Alert> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| later.finish())) {
+        Ok(alert) => Some(alert),
+        Err(_) => {
+            tracing::error!(
+                alert = false,
+                "An alert could not be finished (it panicked); it is lost"
+            );
+            None
+        }
     }
 }
 

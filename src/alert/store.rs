@@ -12,10 +12,24 @@ use super::{Alert, Message};
 use crate::core::Level;
 use crate::core::time::from_millis;
 
-/// Records occurrences: the same key inside the window bumps the row's count, otherwise a new row.
+/// An alert that happened `count` times, from `first_at` to `last_at` (ms), as one turn of the alert thread saw
+/// it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Occurrences {
+    /// The alert (its first occurrence's text).
+    pub alert: Alert,
+    /// The first occurrence.
+    pub first_at: i64,
+    /// The last occurrence.
+    pub last_at: i64,
+    /// How many.
+    pub count: i64,
+}
+
+/// Records occurrences: the same key inside the window adds to the row's count, otherwise a new row.
 pub fn record(
     conn: &mut Connection,
-    alerts: &[(Alert, i64)],
+    batch: &[Occurrences],
     window_ms: i64,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
@@ -23,27 +37,31 @@ pub fn record(
         let mut find = tx.prepare_cached(
             "SELECT id FROM alerts WHERE key = ?1 AND first_at > ?2 ORDER BY first_at DESC LIMIT 1",
         )?;
-        let mut bump =
-            tx.prepare_cached("UPDATE alerts SET count = count + 1, last_at = ?2 WHERE id = ?1")?;
+        let mut bump = tx.prepare_cached(
+            "UPDATE alerts SET count = count + ?3, last_at = MAX(last_at, ?2) WHERE id = ?1",
+        )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO alerts (key, severity, subject, body, first_at, last_at, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for (alert, at) in alerts {
+        for o in batch {
+            let key = o.alert.key();
             let existing: Option<i64> = find
-                .query_row(params![alert.key(), at - window_ms], |r| r.get(0))
+                .query_row(params![key, o.first_at - window_ms], |r| r.get(0))
                 .optional()?;
             match existing {
                 Some(id) => {
-                    bump.execute(params![id, at])?;
+                    bump.execute(params![id, o.last_at, o.count])?;
                 }
                 None => {
                     insert.execute(params![
-                        alert.key(),
-                        alert.severity.as_str(),
-                        alert.subject,
-                        alert.body,
-                        at
+                        key,
+                        o.alert.severity.as_str(),
+                        o.alert.subject,
+                        o.alert.body,
+                        o.first_at,
+                        o.last_at,
+                        o.count
                     ])?;
                 }
             }

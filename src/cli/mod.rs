@@ -231,10 +231,12 @@ fn load_config(explicit: Option<&Path>) -> anyhow::Result<(Config, Source)> {
     }
 }
 
-/// Opens the store, starts the alerter and installs logging (console lines and alerts from error logs).
+/// Opens the store, starts the alerter and installs logging (console lines, alerts from error logs and panics).
 fn open(config: &Config, console: Console) -> anyhow::Result<Handles> {
     let handles = Handles::open(config)?;
     let layer = AlertLayer::new(handles.alerter.clone(), &config.log).with_console(console);
+    // try_init also bridges the `log` crate (tracing-subscriber's default `tracing-log` feature).
     let _ = tracing_subscriber::registry().with(layer).try_init();
+    tend::log::install_panic_hook();
     Ok(handles)
 }

@@ -55,6 +55,8 @@ events! {
     LogError,
     /// A fatal error was logged; the program exits.
     LogFatal,
+    /// A thread or task panicked (with its backtrace); the panic goes on as it would have.
+    Panic,
     /// A test alert from `tend notify`.
     TestAlert,
     /// This replica lost etcd for longer than a lease: it works alone.

@@ -1,7 +1,7 @@
 //! [`AlertLayer`]: the `tracing` layer that prints console lines, keeps the ring of recent lines (every level,
 //! debug too, even when not printed) and turns events at or above `alert_from` into alerts carrying them.
+//! Records of the `log` crate arrive here too, through the bridge (`bridge.rs`), with their own call site.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -9,10 +9,13 @@ use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, Subscriber};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::layer::Context;
 
-use super::{FATAL_ALERTER, Level, LogConfig, LogFormat};
-use crate::alert::{Alert, Alerter};
+use super::capture::Captured;
+use super::ring::Ring;
+use super::{INSTALLED, Installed, Level, LogConfig, LogFormat, bridge, repeat};
+use crate::alert::Alerter;
 
 /// The logger's level of a `tracing` event, reading the `notice`/`fatal` marks.
 fn level_of(meta: &Metadata<'_>, marks: &Marks) -> Level {
@@ -37,6 +40,8 @@ struct Fields<'a> {
     message: &'a mut String,
     fields: &'a mut String,
     marks: Marks,
+    /// A `log` record: its `log.*` fields are its call site, read from the normalised metadata instead.
+    from_log: bool,
 }
 
 impl Visit for Fields<'_> {
@@ -45,6 +50,7 @@ impl Visit for Fields<'_> {
             "message" => {
                 let _ = write!(self.message, "{value:?}");
             }
+            name if self.from_log && name.starts_with("log.") => {}
             name => {
                 self.fields.push(' ');
                 self.fields.push_str(name);
@@ -57,7 +63,7 @@ impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
-        } else {
+        } else if !(self.from_log && field.name().starts_with("log.")) {
             self.fields.push(' ');
             self.fields.push_str(field.name());
             self.fields.push('=');
@@ -102,27 +108,6 @@ pub struct AlertLayer {
 /// Where console lines go instead of stdout/stderr (benchmarks, tests, embedding programs).
 pub type SharedWriter = Arc<Mutex<dyn std::io::Write + Send>>;
 
-struct Ring {
-    lines: VecDeque<String>,
-    capacity: usize,
-}
-
-impl Ring {
-    fn push(&mut self, line: &str) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut slot = if self.lines.len() >= self.capacity {
-            self.lines.pop_front().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        slot.clear();
-        slot.push_str(line);
-        self.lines.push_back(slot);
-    }
-}
-
 thread_local! {
     static BUFFERS: std::cell::RefCell<(String, String, String)> =
         const { std::cell::RefCell::new((String::new(), String::new(), String::new())) };
@@ -149,16 +134,17 @@ const NOISY: &[&str] = &[
 impl AlertLayer {
     /// A layer that alerts through `alerter` as `config` says, without console output.
     pub fn new(alerter: Alerter, config: &LogConfig) -> AlertLayer {
-        let _ = FATAL_ALERTER.set(alerter.clone());
+        let ring = Arc::new(Mutex::new(Ring::new(config.context_lines)));
+        let _ = INSTALLED.set(Installed {
+            alerter: alerter.clone(),
+            ring: ring.clone(),
+        });
         AlertLayer {
             alerter: Some(alerter),
             alert_from: config.alert_from,
             console: None,
             writer: None,
-            ring: Arc::new(Mutex::new(Ring {
-                lines: VecDeque::with_capacity(config.context_lines),
-                capacity: config.context_lines,
-            })),
+            ring,
             ring_capacity: config.context_lines,
         }
     }
@@ -170,10 +156,7 @@ impl AlertLayer {
             alert_from: Level::Fatal,
             console: Some(console),
             writer: None,
-            ring: Arc::new(Mutex::new(Ring {
-                lines: VecDeque::new(),
-                capacity: 0,
-            })),
+            ring: Arc::new(Mutex::new(Ring::new(0))),
             ring_capacity: 0,
         }
     }
@@ -240,20 +223,26 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for AlertLayer {
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         BUFFERS.with(|cell| {
+            // Busy: an event logged from inside this one (a field's Debug, the alerter's own warning).
             let Ok(mut bufs) = cell.try_borrow_mut() else {
                 return;
             };
             let (message, fields, line) = &mut *bufs;
             message.clear();
             fields.clear();
+            let normalized = event.normalized_metadata();
+            let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
             let mut visitor = Fields {
                 message,
                 fields,
                 marks: Marks::default(),
+                from_log: normalized.is_some(),
             };
             event.record(&mut visitor);
-            let marks = visitor.marks;
-            let meta = event.metadata();
+            let mut marks = visitor.marks;
+            if normalized.is_some() {
+                (marks.notice, marks.fatal) = bridge::marks(meta.target());
+            }
             let level = level_of(meta, &marks);
             let format = self.console.map_or(LogFormat::Text, |c| c.format);
             Self::format_line(line, format, level, meta, message, fields);
@@ -274,18 +263,38 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for AlertLayer {
             if self.ring_capacity == 0 && self.alerter.is_none() {
                 return;
             }
-            let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-            if level >= self.alert_from && !marks.no_alert {
-                if let Some(alerter) = &self.alerter {
-                    let context: Vec<&str> = ring.lines.iter().map(|l| l.trim_end()).collect();
-                    alerter.send(build_alert(level, meta, message, fields, &context));
-                }
-            }
-            if ring.capacity > 0 {
+            let alert = level >= self.alert_from && !marks.no_alert && self.alerter.is_some();
+            // `log` records have no static call site to mark (`repeat.rs`): they always go full.
+            let site = match normalized {
+                Some(_) => 0,
+                None => std::ptr::from_ref(event.metadata()) as usize,
+            };
+            let now = std::time::Instant::now();
+            let repeat = alert && repeat::queued(site, now);
+            let captured = {
+                let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+                let context = (!repeat).then_some(&*ring);
+                let captured =
+                    alert.then(|| Captured::new(level, meta, (message, fields), context, site));
                 ring.push(line);
+                captured
+            };
+            if let (Some(captured), Some(alerter)) = (captured, &self.alerter) {
+                alerter.send_later(captured.event(), captured);
+                if !repeat {
+                    repeat::mark(site, now);
+                }
             }
         });
     }
+}
+
+/// True while this thread is inside [`AlertLayer`]'s handling of an event (or its buffers are gone): a panic
+/// there must not wait for the ring's lock, which this thread may hold.
+pub(super) fn inside_layer() -> bool {
+    BUFFERS
+        .try_with(|cell| cell.try_borrow_mut().is_err())
+        .unwrap_or(true)
 }
 
 impl AlertLayer {
@@ -309,59 +318,5 @@ impl AlertLayer {
         let console = self.console.is_some_and(|c| level >= coarse(c.level));
         let alert = self.alerter.is_some() && level >= coarse(self.alert_from);
         console || self.ring_capacity > 0 || alert
-    }
-}
-
-fn build_alert(
-    level: Level,
-    meta: &Metadata<'_>,
-    message: &str,
-    fields: &str,
-    context: &[&str],
-) -> Alert {
-    let file = meta.file().unwrap_or("?");
-    let line = meta.line().unwrap_or(0);
-    let mut subject: String = message.chars().take(150).collect();
-    if subject.is_empty() {
-        subject = format!("{} in {}", level.as_upper(), meta.target());
-    }
-    let mut body = String::new();
-    let _ = writeln!(body, "{message}");
-    if !fields.is_empty() {
-        let _ = writeln!(body, "\nFields:{fields}");
-    }
-    let _ = writeln!(body, "\nAt {file}:{line} ({})", meta.target());
-    let _ = writeln!(body, "Host: {}", crate::core::host::name());
-    if !context.is_empty() {
-        let _ = writeln!(body, "\nThe {} log lines before it:", context.len());
-        for l in context {
-            let _ = writeln!(body, "  {l}");
-        }
-    }
-    let event = if level == Level::Fatal {
-        crate::core::Event::LogFatal
-    } else {
-        crate::core::Event::LogError
-    };
-    Alert::new(event, format!("{file}:{line}"), level, subject, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_keeps_the_last_lines() {
-        let mut r = Ring {
-            lines: VecDeque::new(),
-            capacity: 2,
-        };
-        for l in ["a", "b", "c"] {
-            r.push(l);
-        }
-        assert_eq!(
-            r.lines.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["b", "c"]
-        );
     }
 }

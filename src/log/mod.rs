@@ -7,9 +7,16 @@
 //! last `context_lines` lines of every level, debug too, even when they are not printed, and attaches it to the
 //! alert. Events carrying `alert = false` (the alerter's own delivery failures) are printed but never alerted,
 //! so a failing notifier cannot feed itself.
+//!
+//! Two more ways in: [`install_panic_hook`] makes every panic a `fatal` alert with its backtrace, and
+//! [`bridge::install`] brings records of the `log` crate (what many dependencies use) to the same layer.
+//!
+//! Rooms: `layer.rs` the layer, `ring.rs` the context lines, `capture.rs` what an error hands the alert thread,
+//! `repeat.rs` the errors that need not copy their context again, `panic.rs` the panic hook, `bridge.rs` the
+//! `log` crate.
 
 use std::io::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,9 +24,15 @@ use serde::Deserialize;
 use crate::alert::Alerter;
 use crate::core::Invalid;
 
+pub mod bridge;
+mod capture;
 mod layer;
+mod panic;
+mod repeat;
+mod ring;
 
 pub use layer::{AlertLayer, Console, SharedWriter};
+pub use panic::{PANIC_RECORD_WAIT, install_panic_hook};
 
 pub use crate::core::Level;
 
@@ -150,16 +163,22 @@ macro_rules! fatal {
 
 pub use crate::{debug, error, fatal, info, notice, warning};
 
-/// The alerter `fatal!` flushes (set by the first [`AlertLayer`]).
-pub(crate) static FATAL_ALERTER: OnceLock<Alerter> = OnceLock::new();
+/// What the first [`AlertLayer`] shares with `fatal!` and the panic hook: its alerter and its context lines.
+struct Installed {
+    alerter: Alerter,
+    ring: Arc<Mutex<ring::Ring>>,
+}
+
+/// Set by the first [`AlertLayer::new`].
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 /// How long `fatal!` waits for pending alerts to go out.
 pub const FATAL_FLUSH: Duration = Duration::from_secs(10);
 
 /// Flushes alerts (when an [`AlertLayer`] was installed) and exits with status 1. Called by `fatal!`.
 pub fn fatal_exit() -> ! {
-    if let Some(alerter) = FATAL_ALERTER.get() {
-        let alerter = alerter.clone();
+    if let Some(installed) = INSTALLED.get() {
+        let alerter = installed.alerter.clone();
         // Flush from a fresh thread: the caller may be inside an async runtime that must not block.
         let _ = std::thread::spawn(move || alerter.flush(FATAL_FLUSH)).join();
     }

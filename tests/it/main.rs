@@ -12,6 +12,7 @@ mod demo;
 mod deploy;
 mod deploy_drain;
 mod deploy_e2e;
+mod logger;
 mod monitor_checks;
 mod monitor_e2e;
 mod monitor_fresh;
