@@ -17,6 +17,7 @@ use crate::core::{Event, Level};
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;
 use crate::monitor::service::MonitorService;
+use crate::monitor::share::Sharing;
 use crate::monitor::web::MonitorSection;
 use crate::runtime::supervise;
 use crate::scale::{FleetStatus, Orchestrator, ScaleError};
@@ -126,6 +127,20 @@ pub async fn run(
             handles.alerter.clone(),
         )
         .with_maintenance(config.maintenance.clone());
+        let service = match (&cluster, &config.cluster) {
+            (Some(cluster), Some(c)) => {
+                let sharing = Sharing::start(
+                    cluster.clone(),
+                    c.zone.clone(),
+                    monitor.share_checks,
+                    monitor.confirm,
+                    shutdown.clone(),
+                )
+                .map_err(AppError::Cluster)?;
+                service.with_sharing(Arc::new(sharing))
+            }
+            _ => service,
+        };
         web = web
             .section(Arc::new(MonitorSection(service.view())))
             .routes(crate::monitor::web::routes(service.view()));

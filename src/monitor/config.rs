@@ -24,6 +24,10 @@ pub const DEFAULT_FAILURE_THRESHOLD: u32 = 2;
 pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
 /// Default number of checks running at the same time.
 pub const DEFAULT_CONCURRENCY: usize = 512;
+fn default_share_checks() -> bool {
+    true
+}
+
 /// Default share of targets failing at once that makes a storm.
 pub const DEFAULT_STORM_SHARE: f64 = 0.5;
 /// Default smallest number of failing targets that can make a storm.
@@ -70,6 +74,16 @@ pub struct MonitorConfig {
     /// of the target's family (IPv4 or IPv6). Unset = the system picks. A target may override it.
     #[serde(default)]
     pub source_address: Option<IpAddr>,
+    /// With `[cluster]`: each target is checked by one replica (chosen by rendezvous hashing of its name over
+    /// the live members) and taken over by another when that one dies (true). False: every replica checks every
+    /// target (more traffic, alerts still sent once).
+    #[serde(default = "default_share_checks")]
+    pub share_checks: bool,
+    /// With `[cluster]`: how many replicas must see a target go down (or come back) before it is declared so;
+    /// the owner asks `confirm - 1` others to check at once. Default: 2 while two or more replicas are alive,
+    /// else 1.
+    #[serde(default)]
+    pub confirm: Option<usize>,
     /// Storm control: one grouped alert instead of one per target when many fail at once.
     #[serde(default)]
     pub storm: StormConfig,
@@ -124,6 +138,8 @@ impl Default for MonitorConfig {
             ca_file: None,
             reuse_connections: false,
             source_address: None,
+            share_checks: true,
+            confirm: None,
             storm: StormConfig::default(),
             history: HistoryConfig::default(),
             target: Vec::new(),
@@ -192,6 +208,12 @@ impl MonitorConfig {
         }
         if self.concurrency == 0 {
             err("monitor.concurrency".into(), "must be at least 1".into());
+        }
+        if self.confirm == Some(0) {
+            err(
+                "monitor.confirm".into(),
+                "must be at least 1 (1: the checking replica decides alone)".into(),
+            );
         }
         if !(self.storm.share > 0.0 && self.storm.share <= 1.0) {
             err(

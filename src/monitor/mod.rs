@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod series;
 pub mod service;
 pub mod share;
+mod spread;
 pub mod store;
 pub mod storm;
 pub mod target;

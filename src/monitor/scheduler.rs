@@ -19,6 +19,7 @@ use crate::core::Invalid;
 use crate::monitor::check::{Checker, Outcome, Probe};
 use crate::monitor::config::{MonitorConfig, StormConfig};
 use crate::monitor::lag::LagHistogram;
+use crate::monitor::spread::{self, Ownership, Spread};
 use crate::monitor::storm::{self, Alert, StormState};
 use crate::monitor::tracker::{Event, Thresholds, TrackerState};
 
@@ -35,6 +36,8 @@ pub struct Report {
     pub state: TrackerState,
     /// How late the check started after its slot.
     pub lag: Duration,
+    /// With `[cluster]`: the replicas that saw the current state, when this check changed it (else empty).
+    pub seen_from: Vec<String>,
 }
 
 /// What the scheduler tells the daemon.
@@ -56,6 +59,7 @@ pub struct Scheduler {
     storm: StormConfig,
     sink: mpsc::Sender<Message>,
     lag: Arc<LagHistogram>,
+    spread: Option<Arc<Spread>>,
 }
 
 struct Shared {
@@ -64,6 +68,8 @@ struct Shared {
     semaphore: Semaphore,
     lag: Arc<LagHistogram>,
     failing: Arc<AtomicUsize>,
+    owned: Arc<AtomicUsize>,
+    spread: Option<Arc<Spread>>,
     sink: mpsc::Sender<Message>,
     events: mpsc::UnboundedSender<(usize, Event)>,
     epoch: Instant,
@@ -92,7 +98,15 @@ impl Scheduler {
             storm: config.storm.clone(),
             sink,
             lag: Arc::new(LagHistogram::default()),
+            spread: None,
         })
+    }
+
+    /// With `[cluster]`: check only the targets this replica owns, confirm changes with other replicas, share
+    /// the states and answer the others' requests.
+    pub fn with_spread(mut self, spread: Spread) -> Scheduler {
+        self.spread = Some(Arc::new(spread));
+        self
     }
 
     /// The lag histogram, to read while running (/metrics, logs).
@@ -112,11 +126,26 @@ impl Scheduler {
             failing: Arc::new(AtomicUsize::new(
                 self.states.iter().filter(|s| s.is_failing()).count(),
             )),
+            owned: Arc::new(AtomicUsize::new(total)),
+            spread: self.spread.clone(),
             sink: self.sink,
             events: events_tx,
             epoch: Instant::now(),
         });
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(spread) = &self.spread {
+            let probes = self
+                .probes
+                .iter()
+                .map(|p| (p.name.clone(), p.clone()))
+                .collect();
+            tasks.spawn(spread::answer_requests(
+                spread.clone(),
+                probes,
+                shared.checker.clone(),
+                shutdown.clone(),
+            ));
+        }
         for (index, (probe, state)) in self.probes.into_iter().zip(self.states).enumerate() {
             tasks.spawn(target_loop(
                 index,
@@ -128,9 +157,9 @@ impl Scheduler {
         }
         let storm_task = tokio::spawn(storm_loop(
             events_rx,
-            shared.failing.clone(),
+            (shared.failing.clone(), shared.owned.clone()),
             shared.sink.clone(),
-            (total, self.storm),
+            self.storm,
             shutdown.clone(),
         ));
         drop(shared); // the storm task ends when the last target task drops its event sender
@@ -177,10 +206,24 @@ async fn target_loop(
     shutdown: CancellationToken,
 ) {
     let mut slot = shared.epoch + jitter(&probe.name, probe.interval);
+    let mut ownership = Ownership::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(slot) => {}
+        }
+        if let Some(spread) = &shared.spread {
+            let mine = ownership.turn(
+                spread,
+                &probe.name,
+                &mut state,
+                &shared.failing,
+                &shared.owned,
+            );
+            if !mine {
+                slot = next_slot(slot, probe.interval, Instant::now()).0; // another replica checks it
+                continue;
+            }
         }
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -195,12 +238,23 @@ async fn target_loop(
         };
         drop(_permit);
         let was_failing = state.is_failing();
-        let event = state.observe(
+        let before = state.clone();
+        let mut event = state.observe(
             &shared.thresholds,
             outcome.up,
             &outcome.reason,
             outcome.checked_at,
         );
+        let mut seen_from = Vec::new();
+        if let Some(spread) = &shared.spread {
+            let confirmed = spread
+                .confirm(&probe, &outcome, before, &mut state, event)
+                .await;
+            (event, seen_from) = (confirmed.event, confirmed.seen_from);
+            ownership
+                .publish(spread, &probe.name, &state, &outcome, &seen_from)
+                .await;
+        }
         match (was_failing, state.is_failing()) {
             (false, true) => _ = shared.failing.fetch_add(1, Ordering::Relaxed),
             (true, false) => _ = shared.failing.fetch_sub(1, Ordering::Relaxed),
@@ -216,6 +270,7 @@ async fn target_loop(
             event,
             state: state.clone(),
             lag,
+            seen_from,
         };
         if shared
             .sink
@@ -235,9 +290,9 @@ async fn target_loop(
 
 async fn storm_loop(
     mut events: mpsc::UnboundedReceiver<(usize, Event)>,
-    failing: Arc<AtomicUsize>,
+    (failing, owned): (Arc<AtomicUsize>, Arc<AtomicUsize>),
     sink: mpsc::Sender<Message>,
-    (total, settings): (usize, StormConfig),
+    settings: StormConfig,
     shutdown: CancellationToken,
 ) {
     let mut state = StormState::default();
@@ -271,7 +326,7 @@ async fn storm_loop(
             let alerts = storm::decide(
                 &pending,
                 failing.load(Ordering::Relaxed),
-                total,
+                owned.load(Ordering::Relaxed).max(1),
                 probe_ok,
                 &mut state,
                 &settings,

@@ -18,6 +18,8 @@ use super::config::MonitorConfig;
 use super::maintenance::{MaintenanceConfig, Windows};
 use super::quiet::Quiet;
 use super::scheduler::{Message, Report, Scheduler};
+use super::share::{Sharing, place};
+use super::spread::Spread;
 use super::storm::Alert as StormAlert;
 use super::tracker::State;
 use super::view::{SPARK, SharedView, SilenceView, View, WindowView};
@@ -48,11 +50,14 @@ pub struct MonitorService {
     config: MonitorConfig,
     /// Target names by index, shared with the store writes (built once, not per batch).
     names: Arc<[String]>,
+    /// Target indexes by name (for the states other replicas share).
+    index: Arc<std::collections::HashMap<String, usize>>,
     store: Store,
     metrics: Metrics,
     alerter: Alerter,
     view: SharedView,
     maintenance: Vec<MaintenanceConfig>,
+    sharing: Option<Arc<Sharing>>,
 }
 
 /// The per-target series, created once so a check updates atomics and takes no registry lock.
@@ -73,13 +78,25 @@ impl MonitorService {
         let view = Arc::new(RwLock::new(View::new(&config)));
         MonitorService {
             names: config.target.iter().map(|t| t.name.clone()).collect(),
+            index: Arc::new(
+                (config.target.iter().enumerate())
+                    .map(|(i, t)| (t.name.clone(), i))
+                    .collect(),
+            ),
             config,
             store,
             metrics,
             alerter,
             view,
             maintenance: Vec::new(),
+            sharing: None,
         }
+    }
+
+    /// With `[cluster]`: the targets are shared out among the replicas (see [`Sharing`]).
+    pub fn with_sharing(mut self, sharing: Arc<Sharing>) -> MonitorService {
+        self.sharing = Some(sharing);
+        self
     }
 
     /// The `[[maintenance]]` windows whose targets get no alert while they are open.
@@ -123,7 +140,18 @@ impl MonitorService {
         let gauges = self.gauges();
         let checker = Checker::new(&self.config)?;
         let (tx, mut rx) = mpsc::channel(8192);
-        let scheduler = Scheduler::new(&self.config, checker, states, tx)?;
+        let mut scheduler = Scheduler::new(&self.config, checker, states, tx)?;
+        if let Some(sharing) = &self.sharing {
+            scheduler = scheduler.with_spread(Spread {
+                sharing: sharing.clone(),
+                disagreements: self.metrics.counter(
+                    "tend_monitor_disagreements_total",
+                    "Changes of state (down, up again) that other replicas did not confirm; not alerted.",
+                    &[],
+                ),
+            });
+        }
+        let mut shared_changes = self.sharing.as_ref().map(|s| s.changes());
         let lag = scheduler.lag();
         {
             let lag = lag.clone();
@@ -181,6 +209,12 @@ impl MonitorService {
                         self.persist(std::mem::take(&mut pending)).await;
                     }
                     self.quiet_tick(&mut quiet).await;
+                    if let Some(changes) = &mut shared_changes {
+                        if changes.has_changed().unwrap_or(false) {
+                            changes.mark_unchanged();
+                            self.show_shared(&gauges);
+                        }
+                    }
                     let s = lag.snapshot();
                     self.view.write().unwrap_or_else(|p| p.into_inner()).lag =
                         (s.quantile(0.5).as_secs_f64(), s.quantile(0.99).as_secs_f64());
@@ -268,7 +302,44 @@ impl MonitorService {
             v.recent_ms.push(o.response_time.as_millis() as u64);
             v.phases = Some(o.phases);
             v.failed_phase = o.failed_phase;
+            if let Some(sharing) = &self.sharing {
+                v.checked_by = Some(place(sharing.me(), sharing.zone()));
+                if !r.seen_from.is_empty() {
+                    v.seen_from = r.seen_from.clone();
+                }
+            }
             v.series.record(millis(o.checked_at), o.up, &o.phases);
+        }
+    }
+
+    /// Shows the targets other replicas check as they shared them (state, since, reason, where from), on the
+    /// page and in `tend_monitor_up`; this replica's own checks show what it saw.
+    fn show_shared(&self, gauges: &[Gauges]) {
+        let Some(sharing) = &self.sharing else { return };
+        let me = place(sharing.me(), sharing.zone());
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        for t in sharing.all() {
+            let Some(&i) = self.index.get(&t.name) else {
+                continue;
+            };
+            let Some(v) = view.targets.get_mut(i) else {
+                continue;
+            };
+            v.seen_from = t.seen_from;
+            if t.checked_by == me {
+                continue;
+            }
+            v.state = t.tracker.state.as_str();
+            v.since = t.tracker.since.map(rfc3339);
+            v.reason = t.reason;
+            v.checked_by = Some(t.checked_by);
+            if let Some(g) = gauges.get(i) {
+                g.up.set(match t.tracker.state {
+                    State::Up => 1.0,
+                    State::Down => 0.0,
+                    State::Unknown => -1.0,
+                });
+            }
         }
     }
 

@@ -42,6 +42,10 @@ pub struct TargetView {
     pub quiet: Option<Cover>,
     /// A down alert is held back until the quiet time ends.
     pub alert_held: bool,
+    /// With `[cluster]`: the replica that checks it (with its zone), when known.
+    pub checked_by: Option<String>,
+    /// With `[cluster]`: the replicas that saw its current state ("down from tend-a and tend-c").
+    pub seen_from: Vec<String>,
     /// Hourly phase means and daily uptime, for the charts.
     #[serde(skip)]
     pub series: Series,
@@ -121,6 +125,8 @@ impl View {
                     failed_phase: None,
                     quiet: None,
                     alert_held: false,
+                    checked_by: None,
+                    seen_from: Vec::new(),
                     series: Series::default(),
                 })
                 .collect(),

@@ -166,6 +166,14 @@ fn row(html: &mut String, t: &TargetView, now_ms: i64) {
     if t.alert_held {
         state.push_str(" <span class=\"quiet\">alert held</span>");
     }
+    if t.state != "unknown" && !t.seen_from.is_empty() {
+        let _ = write!(
+            state,
+            " <span class=\"from\" title=\"checked by {}\">from {}</span>",
+            escape(t.checked_by.as_deref().unwrap_or("–")),
+            escape(&and_list(&t.seen_from))
+        );
+    }
     state.push_str("</td>");
     let response = match &t.phases {
         Some(p) => {
@@ -195,6 +203,15 @@ fn row(html: &mut String, t: &TargetView, now_ms: i64) {
         u1 = pct(t.uptime[1]),
         u2 = pct(t.uptime[2]),
     );
+}
+
+/// "tend-a", "tend-a and tend-c", "tend-a, tend-b and tend-c".
+pub fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// "0.42 ms", "12.3 ms", "850 ms".
@@ -433,6 +450,15 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn places_read_as_a_list() {
+        let l = |v: &[&str]| and_list(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(l(&[]), "");
+        assert_eq!(l(&["tend-a"]), "tend-a");
+        assert_eq!(l(&["tend-a", "tend-c"]), "tend-a and tend-c");
+        assert_eq!(l(&["a", "b (z)", "c"]), "a, b (z) and c");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod deploy_drain;
 mod deploy_e2e;
 mod logger;
 mod monitor_checks;
+mod monitor_cluster;
 mod monitor_e2e;
 mod monitor_fresh;
 mod monitor_page;

@@ -3,7 +3,7 @@
 //! Raw tokio HTTP/1.1 (keep-alive), so it can misbehave in ways a framework would not allow: hang after
 //! the headers, send an endless body. Fixed paths: `/` follows the switchable [`Mode`]; `/loop/a` ↔
 //! `/loop/b` redirect to each other; `/redirect/N` redirects N times then answers 200; `/json` answers
-//! `{"status":"ok","version":3}`; `/hello` answers "Hello"; `/hang` always hangs after the headers. Certificates come from [`TestCa`] (rcgen).
+//! `{"status":"ok","version":3}`; `/hello` answers "Hello"; `/t/NAME` answers 200 "ok" (hits are counted per path); `/hang` always hangs after the headers. Certificates come from [`TestCa`] (rcgen).
 //! It can stop accepting new connections while serving the ones it has ([`TargetServer::stop_accepting`]),
 //! refuse one source address ([`TargetServer::refuse_from`]), and tells the source addresses it saw.
 
@@ -34,6 +34,9 @@ pub enum Mode {
     EndlessBody,
 }
 
+/// Requests by path.
+type Hits = Arc<Mutex<std::collections::HashMap<String, usize>>>;
+
 /// A running target server; stops when dropped.
 pub struct TargetServer {
     /// Where it listens.
@@ -41,6 +44,7 @@ pub struct TargetServer {
     mode: Arc<Mutex<Mode>>,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    hits: Hits,
     stop: CancellationToken,
     stop_accepting: CancellationToken,
     refused: Arc<Mutex<Option<IpAddr>>>,
@@ -88,6 +92,7 @@ impl TargetServer {
             stop: CancellationToken::new(),
             stop_accepting: CancellationToken::new(),
             refused: Arc::new(Mutex::new(None)),
+            hits: Hits::default(),
             peers: Arc::new(Mutex::new(Vec::new())),
             tls: tls.is_some(),
         };
@@ -97,6 +102,7 @@ impl TargetServer {
             server.requests.clone(),
             server.stop.clone(),
         );
+        let hits = server.hits.clone();
         let (stop_accepting, refused, peers) = (
             server.stop_accepting.clone(),
             server.refused.clone(),
@@ -116,8 +122,12 @@ impl TargetServer {
                     continue;
                 }
                 connections.fetch_add(1, Ordering::SeqCst);
-                let (mode, requests, stop, tls) =
-                    (mode.clone(), requests.clone(), stop.clone(), tls.clone());
+                let (mode, requests, stop, tls) = (
+                    mode.clone(),
+                    (requests.clone(), hits.clone()),
+                    stop.clone(),
+                    tls.clone(),
+                );
                 tokio::spawn(async move {
                     let serve = async {
                         match tls {
@@ -144,6 +154,11 @@ impl TargetServer {
     /// Connections from `ip` are closed as soon as they are accepted.
     pub fn refuse_from(&self, ip: IpAddr) {
         *self.refused.lock().expect("refused lock") = Some(ip);
+    }
+
+    /// Requests by path so far (every path, `/t/NAME` answering 200 "ok" for per-target counts).
+    pub fn hits(&self) -> std::collections::HashMap<String, usize> {
+        self.hits.lock().expect("hits lock").clone()
     }
 
     /// The source address of every connection accepted so far.
@@ -179,7 +194,7 @@ impl TargetServer {
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mode: Arc<Mutex<Mode>>,
-    requests: Arc<AtomicUsize>,
+    (requests, hits): (Arc<AtomicUsize>, Hits),
 ) {
     let mut buf = Vec::new();
     loop {
@@ -190,6 +205,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         buf.drain(..head_end);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         requests.fetch_add(1, Ordering::SeqCst);
+        *hits
+            .lock()
+            .expect("hits lock")
+            .entry(path.clone())
+            .or_default() += 1;
         let current = mode.lock().expect("mode lock").clone();
         let keep_going = match (path.as_str(), current) {
             ("/", Mode::Ok) => respond(&mut stream, 200, &[], "Welcome").await,
@@ -218,6 +238,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             ("/loop/b", _) => respond(&mut stream, 302, &[("Location", "/loop/a")], "").await,
             ("/json", _) => respond(&mut stream, 200, &[], r#"{"status":"ok","version":3}"#).await,
             ("/hello", _) => respond(&mut stream, 200, &[], "Hello").await,
+            (p, _) if p.starts_with("/t/") => respond(&mut stream, 200, &[], "ok").await,
             (p, _) if p.starts_with("/redirect/") => {
                 let n: u32 = p["/redirect/".len()..].parse().unwrap_or(0);
                 if n == 0 {
