@@ -15,12 +15,16 @@
 //! status block; `report.rs` the summary and the lines `tend deploy` prints.
 
 pub mod config;
+pub mod etcd_releases;
+pub mod gate;
 pub mod health;
 mod host;
+pub mod lead;
 pub mod plan;
 pub mod pool;
 pub mod releases;
 pub mod report;
+pub mod requests;
 pub mod rollout;
 pub mod service;
 pub mod sink;
@@ -35,7 +39,7 @@ pub use config::{DeployConfig, WebhookConfig};
 pub use plan::{DeployContext, Plan, PlanError, build_plan};
 pub use releases::{Release, ReleaseLog, StoreReleases};
 pub use report::{HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary};
-pub use rollout::{Edges, RolloutOptions, deploy, run_rollout};
+pub use rollout::{Edges, RolloutOptions, deploy, deploy_gated, run_rollout};
 pub use service::{DeployServiceError, Deployer, Origin};
 pub use sink::{JsonSink, WriterSink};
 pub use state::Verdict;

@@ -1,0 +1,172 @@
+//! Deploys on the leader (with `[cluster]`): the loop that watches the deploy requests any replica's webhook left
+//! in etcd and, while this replica leads, runs each once.
+//!
+//! Each request is marked taken with a fenced write (etcd refuses it once a newer term exists), the release and
+//! the lock are taken in the same term ([`EtcdReleases::in_term`]), and the rollout checks that term's fence
+//! before every host step ([`Gate`](super::gate::Gate)), so a leader paused past its lease runs no further host
+//! step when it resumes and records the deploy as interrupted. A new leader does not resume a request an earlier
+//! term took: it says so in the log and drops the request, and the lock of a dead lease is already gone, so the
+//! next deploy is never blocked.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::DeployContext;
+use super::etcd_releases::EtcdReleases;
+use super::requests::{DeployRequest, REQUESTS, Taken, Todo, plan_requests};
+use super::service::{DeployServiceError, Deployer, LogSink, Origin};
+use crate::cluster::{Cluster, ClusterError, Fence, Guard, Life, Write};
+use crate::core::Event;
+
+/// How often leadership is looked at again without news, and the pause before retrying a locked deploy.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The leader's deploy loop.
+pub struct DeployLeader {
+    cluster: Cluster,
+    deployer: Deployer,
+    releases: EtcdReleases,
+}
+
+impl DeployLeader {
+    /// Runs the requests in `cluster` with `deployer` (whose releases are kept in the cluster).
+    pub fn new(cluster: Cluster, deployer: Deployer) -> DeployLeader {
+        DeployLeader {
+            releases: EtcdReleases::new(cluster.clone()),
+            cluster,
+            deployer,
+        }
+    }
+
+    /// Watches the requests until `shutdown`; acts only while this replica leads.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClusterError> {
+        let mut requests = self.cluster.watch_state(REQUESTS, shutdown.child_token())?;
+        let mut leadership = self.cluster.leadership();
+        loop {
+            let fence = leadership
+                .borrow_and_update()
+                .clone()
+                .filter(|f| f.check().is_ok());
+            if let Some(fence) = fence {
+                let todo = plan_requests(&requests.borrow_and_update().clone(), fence.rev());
+                for t in todo {
+                    if fence.check().is_err() || shutdown.is_cancelled() {
+                        break;
+                    }
+                    self.handle(&fence, t, &shutdown).await;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                r = requests.changed() => if r.is_err() { return Ok(()) },
+                _ = leadership.changed() => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+    }
+
+    async fn handle(&self, fence: &Fence, todo: Todo, shutdown: &CancellationToken) {
+        match todo {
+            Todo::Drop(key, request) => {
+                let taken = request.taken.clone();
+                crate::notice!(delivery = %request.delivery, deploy = ?taken.as_ref().and_then(|t| t.deploy),
+                    by = %taken.map(|t| t.by).unwrap_or_default(),
+                    "Not resuming a deploy an earlier leader began: it stopped part-way; deploy again to finish it");
+                if let Err(error) = self
+                    .cluster
+                    .commit(Some(fence), &[], &[Write::Delete(key)])
+                    .await
+                {
+                    tracing::warn!(error = %crate::core::chain(&error), "Cannot drop an old deploy request");
+                }
+            }
+            Todo::Run(key, request) => {
+                if let Err(error) = self.run_one(fence, &key, request, shutdown).await {
+                    tracing::error!(error = %crate::core::chain(&error), "Deploy request could not run");
+                }
+            }
+        }
+    }
+
+    /// Takes the request (fenced), runs its deploy to the end, deletes the request.
+    async fn run_one(
+        &self,
+        fence: &Fence,
+        key: &str,
+        request: DeployRequest,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ClusterError> {
+        let Some(found) = self.cluster.get_versioned::<DeployRequest>(key).await? else {
+            return Ok(());
+        };
+        if found.value.taken.is_some() {
+            return Ok(());
+        }
+        let mut taken = found.value.clone();
+        taken.taken = Some(Taken {
+            by: self.cluster.name().to_owned(),
+            term: fence.rev(),
+            deploy: None,
+        });
+        let guards = [Guard::Unchanged(key.to_owned(), found.mod_revision)];
+        let mark = [Write::put(key, &taken, Life::Kept)?];
+        if !self.cluster.commit(Some(fence), &guards, &mark).await? {
+            return Ok(());
+        }
+        let deployer = self
+            .deployer
+            .clone()
+            .with_releases(Arc::new(self.releases.in_term(fence.clone())))
+            .with_gate(Arc::new(fence.clone()));
+        let context = DeployContext {
+            commit: Some(request.commit.clone()),
+            branch: Some(request.branch.clone()),
+        };
+        let begun = match deployer.plan(context, None).await {
+            Ok(plan) => deployer
+                .begin(&plan, &Origin::webhook(&request.delivery))
+                .await
+                .map(|id| (id, plan)),
+            Err(e) => Err(e),
+        };
+        let (id, plan) = match begun {
+            Ok(begun) => begun,
+            Err(DeployServiceError::Locked { id, holder, .. }) => {
+                crate::info!(delivery = %request.delivery, deploy = id, %holder,
+                    "Deploy request waits: another deploy holds the lock");
+                tokio::select! {
+                    _ = tokio::time::sleep(RECHECK) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                let back = [Write::put(key, &request, Life::Kept)?];
+                self.cluster.commit(Some(fence), &[], &back).await?;
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::error!(delivery = %request.delivery, error = %crate::core::chain(&error),
+                    "Deploy request cannot start; dropped");
+                return self.cluster.delete(key).await;
+            }
+        };
+        crate::notice!(event = %Event::DeployStarted, deploy = id, commit = %request.commit,
+            branch = %request.branch, delivery = %request.delivery, received_by = %request.received_by,
+            "Deploy triggered by webhook, running on the leader");
+        if let Some(t) = taken.taken.as_mut() {
+            t.deploy = Some(id);
+        }
+        if let Err(error) = self.cluster.put_fenced(fence, key, &taken).await {
+            tracing::debug!(error = %crate::core::chain(&error), "Cannot note the deploy id on its request");
+        }
+        let started = SystemTime::now();
+        if let Err(error) = deployer
+            .execute(id, plan, Arc::new(LogSink), shutdown.clone())
+            .await
+        {
+            tracing::error!(deploy = id, error = %crate::core::chain(&error), "Deploy could not run");
+        }
+        tracing::debug!(deploy = id, took = ?started.elapsed().unwrap_or_default(), "Deploy request done");
+        self.cluster.delete(key).await
+    }
+}
