@@ -13,6 +13,10 @@
 //! `service.rs` the [`Deployer`] (lock, record, alert); `releases.rs` the release log behind a small
 //! interface and the pure choice of the rollback target; `store.rs` its SQL; `web.rs` the webhook route, API and
 //! status block; `report.rs` the summary and the lines `tend deploy` prints.
+//!
+//! With `[cluster]`: `etcd_releases.rs` keeps releases and the lock in etcd, `requests.rs` the webhook's requests
+//! to the leader (and the pure choice of what the leader does with them), `lead.rs` the leader's loop that runs
+//! them, and `gate.rs` the leadership check before every host step.
 
 pub mod config;
 pub mod etcd_releases;

@@ -138,11 +138,7 @@ fn releases(r: &Replica) -> Option<Vec<serde_json::Value>> {
 /// `tend releases --json` in a replica's folder (it reads etcd, joining nothing).
 fn cli_releases(r: &Replica) -> Vec<serde_json::Value> {
     let o = run_tend(&r.dir, &["releases", "--json"]);
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("releases JSON");
     v["releases"].as_array().cloned().unwrap_or_default()
 }
@@ -175,14 +171,20 @@ fn one_delivery_posted_to_every_replica_deploys_once_on_the_leader() {
     assert_eq!(statuses, [200, 200, 202], "{answers:#?}");
     let queued = answers.iter().find(|a| a.0 == 202).expect("202");
     let queued: serde_json::Value = serde_json::from_str(&queued.1).expect("JSON");
-    let follow = queued["url"].as_str().expect("where to follow it").to_string();
+    let follow = queued["url"]
+        .as_str()
+        .expect("where to follow it")
+        .to_string();
     for (status, text) in &answers {
         if *status == 200 {
             assert!(text.contains("duplicate"), "{text}");
         }
     }
 
-    let follower = replicas.iter().find(|r| r.name != leader).expect("a follower");
+    let follower = replicas
+        .iter()
+        .find(|r| r.name != leader)
+        .expect("a follower");
     let done = wait_for("the deploy to finish", Duration::from_secs(60), || {
         let list = releases(follower)?;
         (list.len() == 1 && list[0]["state"] != "running").then(|| list[0].clone())
@@ -203,7 +205,13 @@ fn one_delivery_posted_to_every_replica_deploys_once_on_the_leader() {
     // On the leader, and only there.
     let ran = "running on the leader";
     for r in &replicas {
-        assert_eq!(r.log().contains(ran), r.name == leader, "{}:\n{}", r.name, r.log());
+        assert_eq!(
+            r.log().contains(ran),
+            r.name == leader,
+            "{}:\n{}",
+            r.name,
+            r.log()
+        );
     }
     // The follow URL ends at the release, on any replica.
     let raw = http_get(follower.port, &follow).expect("follow URL answers");
@@ -225,7 +233,10 @@ fn a_leader_paused_past_its_lease_mid_rollout_runs_no_further_host_step() {
     let all: Vec<&Replica> = replicas.iter().collect();
     let leader = agreed_leader(&all, 3, Duration::from_secs(30));
     let paused = by_name(&replicas, &leader);
-    let follower = replicas.iter().find(|r| r.name != leader).expect("a follower");
+    let follower = replicas
+        .iter()
+        .find(|r| r.name != leader)
+        .expect("a follower");
 
     let body = push_body("main", COMMIT);
     let headers = signed(&body, "5b0e1c2a-0000-4000-8000-000000000002");
@@ -234,9 +245,11 @@ fn a_leader_paused_past_its_lease_mid_rollout_runs_no_further_host_step() {
 
     // Pause the leader once the second host has begun.
     let second = rig.hosts.addresses()[1].clone();
-    wait_for("the rollout to reach host 2", Duration::from_secs(60), || {
-        rig.steps().iter().any(|s| s.1 == second).then_some(())
-    });
+    wait_for(
+        "the rollout to reach host 2",
+        Duration::from_secs(60),
+        || rig.steps().iter().any(|s| s.1 == second).then_some(()),
+    );
     paused.pause();
     let rest: Vec<&Replica> = replicas.iter().filter(|r| r.name != leader).collect();
     wait_for("another leader", LEASE * 4, || {
@@ -252,14 +265,25 @@ fn a_leader_paused_past_its_lease_mid_rollout_runs_no_further_host_step() {
     paused.resume();
 
     // The resumed replica records how its deploy ended: interrupted (its rollout loop is over by then).
-    let release = wait_for("the release to be recorded as interrupted", Duration::from_secs(60), || {
-        let list = releases(follower)?;
-        let r = list.first()?.clone();
-        (!r["finished_at"].is_null()).then_some(r)
-    });
+    let release = wait_for(
+        "the release to be recorded as interrupted",
+        Duration::from_secs(60),
+        || {
+            let list = releases(follower)?;
+            let r = list.first()?.clone();
+            (!r["finished_at"].is_null()).then_some(r)
+        },
+    );
     assert_eq!(release["state"], "interrupted", "{release}");
+    assert!(
+        release.to_string().contains("no longer leads"),
+        "the host that was stopped says why: {release:#}"
+    );
     let late: Vec<_> = rig.steps().into_iter().filter(|s| s.2 > resumed).collect();
-    assert!(late.is_empty(), "host steps began after the leader resumed: {late:#?}");
+    assert!(
+        late.is_empty(),
+        "host steps began after the leader resumed: {late:#?}"
+    );
     let last = rig.hosts.addresses()[3].clone();
     assert!(
         !rig.steps().iter().any(|s| s.1 == last),
@@ -271,10 +295,15 @@ fn a_leader_paused_past_its_lease_mid_rollout_runs_no_further_host_step() {
         assert_ne!(list[0]["state"], "succeeded", "{}: {list:#?}", r.name);
         assert_eq!(list[0]["state"], "interrupted");
     }
-    let mails = wait_for("the DeployInterrupted mail", Duration::from_secs(30), || {
-        let m: Vec<(String, String)> = rig.smtp.messages().iter().map(|m| decode_mail(m)).collect();
-        m.into_iter().find(|(s, _)| s.contains("interrupted"))
-    });
+    let mails = wait_for(
+        "the DeployInterrupted mail",
+        Duration::from_secs(30),
+        || {
+            let m: Vec<(String, String)> =
+                rig.smtp.messages().iter().map(|m| decode_mail(m)).collect();
+            m.into_iter().find(|(s, _)| s.contains("interrupted"))
+        },
+    );
     assert!(mails.0.contains("Deploy #1 interrupted"), "{mails:?}");
     assert!(mails.1.contains("does not resume"), "{}", mails.1);
     // The new leader did not resume it, and said so; the lock does not block the next deploy.
