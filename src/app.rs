@@ -171,9 +171,14 @@ pub async fn run(
             handles.alerter.clone(),
         )
         .with_scale_balancer(config.scale.as_ref().and_then(|s| s.balancer.clone()));
+        // With [cluster], releases and the lock live in etcd; webhooks to any replica queue a request the leader runs.
+        let deployer = match &cluster {
+            Some(c) => deployer.with_releases(Arc::new(EtcdReleases::new(c.clone()))),
+            None => deployer,
+        };
         web = web
             .section(Arc::new(crate::deploy::web::DeploySection(
-                handles.store.clone(),
+                deployer.releases().clone(),
             )))
             .lane(Arc::new(crate::deploy::web::DeployLane(
                 handles.store.clone(),
@@ -181,8 +186,6 @@ pub async fn run(
         web = match &cluster {
             None => web.routes(crate::deploy::web::routes(deployer, shutdown.clone())),
             Some(cluster) => {
-                // Releases and the lock live in etcd; webhooks to any replica queue a request the leader runs.
-                let deployer = deployer.with_releases(Arc::new(EtcdReleases::new(cluster.clone())));
                 let (c, d, token) = (cluster.clone(), deployer.clone(), shutdown.clone());
                 tasks.spawn(supervise("deploy", shutdown.clone(), move || {
                     DeployLeader::new(c.clone(), d.clone()).run(token.clone())

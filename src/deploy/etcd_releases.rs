@@ -244,13 +244,31 @@ impl EtcdReleases {
             let Some(found) = self.cluster.get_versioned::<Record>(&key).await? else {
                 return Ok(());
             };
-            let writes = [Write::put(&key, &change(found.value), Life::Kept)?];
+            let changed = change(found.value.clone());
+            if changed == found.value {
+                return Ok(());
+            }
+            let writes = [Write::put(&key, &changed, Life::Kept)?];
             let guards = [Guard::Unchanged(key.clone(), found.mod_revision)];
             if self.cluster.commit(None, &guards, &writes).await? {
                 return Ok(());
             }
         }
         Err(ReleaseError::Contended)
+    }
+
+    /// Makes sure release `id` no longer holds anything: still "running" (its end could not be recorded) →
+    /// failed; the lock released if it holds it. The leader calls it after every deploy, so an etcd failure at
+    /// the end cannot keep the lock for as long as the leader lives.
+    pub async fn settle(&self, id: i64) -> Result<(), ReleaseError> {
+        self.update(id, |mut r| {
+            if r.state == "running" {
+                r.state = "failed".into();
+            }
+            r
+        })
+        .await?;
+        self.unlock(id).await
     }
 
     /// Deletes the lock if release `id` holds it.

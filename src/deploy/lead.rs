@@ -22,6 +22,8 @@ use crate::core::Event;
 
 /// How often leadership is looked at again without news, and the pause before retrying a locked deploy.
 const RECHECK: Duration = Duration::from_secs(1);
+/// Tries to settle a deploy's record and lock, RECHECK apart.
+const SETTLE_ATTEMPTS: u32 = 30;
 
 /// The leader's deploy loop.
 pub struct DeployLeader {
@@ -167,6 +169,28 @@ impl DeployLeader {
             tracing::error!(deploy = id, error = %crate::core::chain(&error), "Deploy could not run");
         }
         tracing::debug!(deploy = id, took = ?started.elapsed().unwrap_or_default(), "Deploy request done");
+        self.settle(id, shutdown).await;
         self.cluster.delete(key).await
+    }
+
+    /// Retries [`EtcdReleases::settle`] for a while (etcd may be failing right now): the lock must not outlive
+    /// the deploy. Past that, the lock goes with this replica's lease at the latest.
+    async fn settle(&self, id: i64, shutdown: &CancellationToken) {
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            match self.releases.settle(id).await {
+                Ok(()) => return,
+                Err(error) if attempt == SETTLE_ATTEMPTS => {
+                    tracing::error!(deploy = id, error = %crate::core::chain(&error),
+                        "Cannot release the deploy lock; it goes with this replica's lease")
+                }
+                Err(error) => {
+                    tracing::debug!(deploy = id, error = %crate::core::chain(&error), "Settling a deploy failed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RECHECK) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 }

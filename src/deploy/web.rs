@@ -17,6 +17,7 @@ use axum::response::Json;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
+use super::releases::ReleaseLog;
 use super::requests::{self, Submitted};
 use super::service::{DeployServiceError, Deployer, LogSink, Origin};
 use super::store;
@@ -295,13 +296,13 @@ async fn one(State(s): State<HookState>, Path(id): Path<i64>) -> Answer {
     }
 }
 
-/// The status page block: the last ten deploys.
-pub struct DeploySection(pub Store);
+/// The status page block: the last ten deploys, from the release log (the store's, or etcd's with `[cluster]`).
+pub struct DeploySection(pub Arc<dyn ReleaseLog>);
 
 impl Section for DeploySection {
     fn render(&self) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
         Box::pin(async move {
-            let rows = store::recent(&self.0, 10).await.unwrap_or_default();
+            let rows = self.0.recent(10).await.unwrap_or_default();
             let mut html = String::from("<section id=\"deploys\"><h2>Deploys</h2>");
             if rows.is_empty() {
                 html.push_str("<p class=\"muted\">No deploy yet: run <code>tend deploy</code> or push to the webhook.</p>");

@@ -1,12 +1,19 @@
 //! Deploys with `[cluster]`: three `tend run` replicas on a real 3-member etcd cluster deploying to real sshd
 //! hosts. A webhook delivered to every replica starts one deploy, on the leader; a leader paused past its lease in
 //! the middle of a rollout runs no further host step when it resumes, and every replica's `tend releases` shows
-//! the release as interrupted.
+//! the release as interrupted. And the etcd release log itself, in this process: ids given once, the lock
+//! refused to a second deploy and to a deposed term.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use tend::cluster::{Cluster, ClusterConfig, MemberInfo};
+use tend::deploy::ReleaseLog;
+use tend::deploy::etcd_releases::EtcdReleases;
+use tend::deploy::releases::{NewRelease, ReleaseEnd, ReleaseError};
 use tend::deploy::webhook::sign;
+use tend::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
 
 use crate::deploy_e2e::{decode_mail, post_hook, push_body};
 use crate::support::etcd::EtcdCluster;
@@ -319,4 +326,112 @@ fn a_leader_paused_past_its_lease_mid_rollout_runs_no_further_host_step() {
         (r["id"] == 2 && r["state"] != "running").then_some(r)
     });
     assert_eq!(next["state"], "succeeded", "{next}");
+}
+
+/// A release about to start, as the deployer would record it.
+fn new_release(commit: &str) -> NewRelease {
+    NewRelease {
+        started_at: 1_700_000_000_000,
+        trigger: "webhook".into(),
+        started_by: format!("delivery {commit}"),
+        commit: Some(commit.into()),
+        branch: Some("main".into()),
+        hosts: vec!["h1".into()],
+        rollback_of: None,
+        holder: "root@it pid 1".into(),
+    }
+}
+
+fn ended(ok: bool) -> ReleaseEnd {
+    ReleaseEnd {
+        at: 1_700_000_060_000,
+        ok,
+        summary: String::new(),
+        log: String::new(),
+        results: vec![],
+        replaces: None,
+        interrupted: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_release_log_gives_each_id_once_and_only_the_current_term_holds_the_lock() {
+    let etcd = EtcdCluster::start(3);
+    let mut config = ClusterConfig::new(etcd.endpoints());
+    config.name = Some("solo".into());
+    config.lease = LEASE;
+    config.prefix = "/itr".into();
+    let me = MemberInfo::for_config(&config, "http://solo:8080").expect("member");
+    let token = CancellationToken::new();
+    let cluster = Cluster::join(&config, me, &Metrics::new(), token.clone())
+        .await
+        .expect("join");
+    let fence = tokio::time::timeout(LEASE * 3, async {
+        let mut l = cluster.leadership();
+        l.wait_for(Option::is_some)
+            .await
+            .expect("leadership")
+            .clone()
+    })
+    .await
+    .expect("solo leads")
+    .expect("fence");
+    let log = EtcdReleases::new(cluster.clone());
+    assert!(
+        matches!(
+            log.begin(new_release("a")).await,
+            Err(ReleaseError::NotLeader)
+        ),
+        "no lock outside a leadership term"
+    );
+    let term = log.in_term(fence.clone());
+
+    // Ids one after another; the lock refuses a second deploy and names the first.
+    assert_eq!(term.begin(new_release("a")).await.unwrap(), Ok(1));
+    let held = term.begin(new_release("b")).await.unwrap().unwrap_err();
+    assert_eq!(held.id, 1);
+    assert!(held.holder.starts_with("solo ("), "{}", held.holder);
+    term.finish(1, ended(true)).await.unwrap();
+    // Two at once: exactly one takes the lock, and ids are never given twice.
+    let (x, y) = tokio::join!(term.begin(new_release("c")), term.begin(new_release("d")));
+    let won: Vec<i64> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+    assert_eq!(won, [2]);
+    term.finish(2, ended(false)).await.unwrap();
+    let states: Vec<(i64, String)> = log
+        .recent(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.state))
+        .collect();
+    assert_eq!(states, [(2, "failed".into()), (1, "succeeded".into())]);
+
+    // The lock is bound to the member lease.
+    let mut raw = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .expect("raw client");
+    assert_eq!(term.begin(new_release("e")).await.unwrap(), Ok(3));
+    let lock = raw
+        .get("/itr/state/deploy/lock", None)
+        .await
+        .expect("get lock");
+    assert_ne!(
+        lock.kvs()[0].lease(),
+        0,
+        "the lock lives on the leader's lease"
+    );
+    term.finish(3, ended(true)).await.unwrap();
+
+    // A deposed term (its leader key gone behind its back) cannot take the lock, and writes nothing.
+    raw.delete(fence.key().to_vec(), None)
+        .await
+        .expect("delete leader key");
+    assert!(matches!(
+        term.begin(new_release("f")).await,
+        Err(ReleaseError::NotLeader | ReleaseError::Contended)
+    ));
+    assert_eq!(log.recent(10).await.unwrap().len(), 3);
+    assert!(log.get(4).await.unwrap().is_none());
+    token.cancel();
+    cluster.stopped().await;
 }
