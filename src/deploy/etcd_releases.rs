@@ -25,6 +25,9 @@ const LOCK: &str = "deploy/lock";
 const RELEASES: &str = "deploy/releases/";
 /// Transactions tried before giving up with [`ReleaseError::Contended`].
 const ROUNDS: usize = 5;
+/// Tries at recording how a deploy ended, FINISH_PAUSE apart.
+const FINISH_ATTEMPTS: u32 = 5;
+const FINISH_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Releases looked at for a stale "running" one when the lock is taken.
 const STALE_WINDOW: i64 = 10;
 
@@ -300,7 +303,16 @@ impl ReleaseLog for EtcdReleases {
 
     fn finish(&self, id: i64, end: ReleaseEnd) -> ReleaseFuture<'_, ()> {
         Box::pin(async move {
-            self.update(id, |r| r.ended(&end)).await?;
+            // How a deploy ended is worth a few tries (a replica that just resumed may find its connection gone).
+            let mut attempt = 1;
+            while let Err(error) = self.update(id, |r| r.ended(&end)).await {
+                if attempt == FINISH_ATTEMPTS || !matches!(error, ReleaseError::Cluster(_)) {
+                    return Err(error);
+                }
+                tracing::debug!(deploy = id, %error, "Recording the end of a deploy failed; trying again");
+                tokio::time::sleep(FINISH_PAUSE).await;
+                attempt += 1;
+            }
             if let (true, Some(replaced)) = (end.ok, end.replaces) {
                 self.update(replaced, |mut r| {
                     r.rolled_back_by = Some(id);
