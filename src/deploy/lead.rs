@@ -4,9 +4,10 @@
 //! Each request is marked taken with a fenced write (etcd refuses it once a newer term exists), the release and
 //! the lock are taken in the same term ([`EtcdReleases::in_term`]), and the rollout checks that term's fence
 //! before every host step ([`Gate`](super::gate::Gate)), so a leader paused past its lease runs no further host
-//! step when it resumes and records the deploy as interrupted. A new leader does not resume a request an earlier
-//! term took: it says so in the log and drops the request, and the lock of a dead lease is already gone, so the
-//! next deploy is never blocked.
+//! step when it resumes and records the deploy as interrupted. A new leader does not resume a deploy an earlier
+//! term began: it says so in the log and drops the request (a request an earlier term took but never began a
+//! deploy for is run), and the lock of a dead lease is already gone, so the next deploy is never blocked. A deploy
+//! that cannot start for a passing reason (locked, etcd, the fleet) waits and is tried again.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::DeployContext;
 use super::etcd_releases::EtcdReleases;
+use super::releases::ReleaseLog;
 use super::requests::{DeployRequest, REQUESTS, Taken, Todo, plan_requests};
 use super::service::{DeployServiceError, Deployer, LogSink, Origin};
 use crate::cluster::{Cluster, ClusterError, Fence, Guard, Life, Write};
@@ -22,6 +24,10 @@ use crate::core::Event;
 
 /// How often leadership is looked at again without news, and the pause before retrying a locked deploy.
 const RECHECK: Duration = Duration::from_secs(1);
+/// The pause before a deploy request that failed to start for a passing reason is tried again.
+const RETRY: Duration = Duration::from_secs(5);
+/// Releases looked at to find whether an orphaned request began a deploy.
+const ORPHAN_WINDOW: u32 = 100;
 /// Tries to settle a deploy's record and lock, RECHECK apart.
 const SETTLE_ATTEMPTS: u32 = 30;
 
@@ -71,17 +77,9 @@ impl DeployLeader {
 
     async fn handle(&self, fence: &Fence, todo: Todo, shutdown: &CancellationToken) {
         match todo {
-            Todo::Drop(key, request) => {
-                let taken = request.taken.clone();
-                crate::notice!(delivery = %request.delivery, deploy = ?taken.as_ref().and_then(|t| t.deploy),
-                    by = %taken.map(|t| t.by).unwrap_or_default(),
-                    "Not resuming a deploy an earlier leader began: it stopped part-way; deploy again to finish it");
-                if let Err(error) = self
-                    .cluster
-                    .commit(Some(fence), &[], &[Write::Delete(key)])
-                    .await
-                {
-                    tracing::warn!(error = %crate::core::chain(&error), "Cannot drop an old deploy request");
+            Todo::Orphaned(key, request) => {
+                if let Err(error) = self.orphaned(fence, key, request).await {
+                    tracing::warn!(error = %crate::core::chain(&error), "Cannot settle an old deploy request");
                 }
             }
             Todo::Run(key, request) => {
@@ -90,6 +88,52 @@ impl DeployLeader {
                 }
             }
         }
+    }
+
+    /// A request an earlier leader took: if it began a deploy (a release names the delivery), that deploy is not
+    /// resumed and the request goes; if it never began one, the request is put back to run.
+    async fn orphaned(
+        &self,
+        fence: &Fence,
+        key: String,
+        request: DeployRequest,
+    ) -> Result<(), ClusterError> {
+        let by = Origin::webhook(&request.delivery).by;
+        let began = match self.releases.recent(ORPHAN_WINDOW).await {
+            Ok(list) => list
+                .into_iter()
+                .find(|r| r.started_by.as_deref() == Some(by.as_str())),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the releases; the old request waits");
+                return Ok(());
+            }
+        };
+        let from = request
+            .taken
+            .as_ref()
+            .map(|t| t.by.clone())
+            .unwrap_or_default();
+        match began {
+            Some(release) => {
+                crate::notice!(delivery = %request.delivery, deploy = release.id, by = %from,
+                    state = %release.state,
+                    "Not resuming a deploy an earlier leader began: it stopped part-way; deploy again to finish it");
+                self.cluster
+                    .commit(Some(fence), &[], &[Write::Delete(key)])
+                    .await?;
+            }
+            None => {
+                crate::info!(delivery = %request.delivery, by = %from,
+                    "A deploy request an earlier leader took never began; running it");
+                let untaken = DeployRequest {
+                    taken: None,
+                    ..request
+                };
+                let back = [Write::put(&key, &untaken, Life::Kept)?];
+                self.cluster.commit(Some(fence), &[], &back).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes the request (fenced), runs its deploy to the end, deletes the request.
@@ -135,21 +179,27 @@ impl DeployLeader {
         };
         let (id, plan) = match begun {
             Ok(begun) => begun,
-            Err(DeployServiceError::Locked { id, holder, .. }) => {
-                crate::info!(delivery = %request.delivery, deploy = id, %holder,
-                    "Deploy request waits: another deploy holds the lock");
+            Err(error) if permanent(&error) => {
+                tracing::error!(delivery = %request.delivery, error = %crate::core::chain(&error),
+                    "Deploy request cannot start; dropped");
+                return self.cluster.delete(key).await;
+            }
+            Err(error) => {
+                // Locked, or etcd, the fleet or the leadership failing now: the request waits and is tried again
+                // (by the next leader if this one is deposed: it began nothing).
+                let pause = match &error {
+                    DeployServiceError::Locked { .. } => RECHECK,
+                    _ => RETRY,
+                };
+                crate::info!(delivery = %request.delivery, error = %crate::core::chain(&error),
+                    "Deploy request waits; trying again");
                 tokio::select! {
-                    _ = tokio::time::sleep(RECHECK) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.cancelled() => {}
                 }
                 let back = [Write::put(key, &request, Life::Kept)?];
                 self.cluster.commit(Some(fence), &[], &back).await?;
                 return Ok(());
-            }
-            Err(error) => {
-                tracing::error!(delivery = %request.delivery, error = %crate::core::chain(&error),
-                    "Deploy request cannot start; dropped");
-                return self.cluster.delete(key).await;
             }
         };
         crate::notice!(event = %Event::DeployStarted, deploy = id, commit = %request.commit,
@@ -193,4 +243,15 @@ impl DeployLeader {
             }
         }
     }
+}
+
+/// Whether a deploy that could not start never will without a change (the config, the plan): drop its request.
+fn permanent(error: &DeployServiceError) -> bool {
+    matches!(
+        error,
+        DeployServiceError::NoCloud
+            | DeployServiceError::Plan(_)
+            | DeployServiceError::NoScaleBalancer
+            | DeployServiceError::NoRollback(_)
+    )
 }

@@ -110,12 +110,13 @@ pub async fn submit(
 pub enum Todo {
     /// Take it and run it (key relative to `state/`).
     Run(String, DeployRequest),
-    /// Taken in an earlier term: its leader is gone, the deploy is not resumed; drop the request.
-    Drop(String, DeployRequest),
+    /// Taken in an earlier term, whose leader is gone: a deploy it began is not resumed (drop the request); one
+    /// it never began (no release names the delivery) is run after all.
+    Orphaned(String, DeployRequest),
 }
 
-/// The leader's work in term `term`, from the watched requests: drop what earlier terms took (not resumed), then
-/// run untaken requests oldest first. Requests taken in this term are in progress; unreadable ones are skipped.
+/// The leader's work in term `term`, from the watched requests: first what earlier terms took (orphaned), then
+/// untaken requests oldest first. Requests taken in this term are in progress; unreadable ones are skipped.
 pub fn plan_requests(requests: &StateMap, term: i64) -> Vec<Todo> {
     let mut parsed: Vec<(String, DeployRequest)> = requests
         .iter()
@@ -127,7 +128,7 @@ pub fn plan_requests(requests: &StateMap, term: i64) -> Vec<Todo> {
     for (key, request) in parsed {
         match &request.taken {
             None => runs.push(Todo::Run(key, request)),
-            Some(t) if t.term != term => drops.push(Todo::Drop(key, request)),
+            Some(t) if t.term != term => drops.push(Todo::Orphaned(key, request)),
             Some(_) => {}
         }
     }
@@ -159,7 +160,7 @@ mod tests {
         todo.iter()
             .map(|t| match t {
                 Todo::Run(_, r) => ('r', r.delivery.clone()),
-                Todo::Drop(_, r) => ('d', r.delivery.clone()),
+                Todo::Orphaned(_, r) => ('d', r.delivery.clone()),
             })
             .collect()
     }
@@ -174,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_taken_in_an_earlier_term_is_dropped_not_resumed() {
+    fn a_request_taken_in_an_earlier_term_is_orphaned_and_comes_first() {
         let map: StateMap = [request("old", 1, Some(5)), request("new", 2, None)].into();
         assert_eq!(
             kinds(&plan_requests(&map, 7)),

@@ -196,10 +196,15 @@ async fn follow(State(s): State<HookState>, Path(delivery): Path<String>) -> Ans
     match cluster.get_json::<requests::DeployRequest>(&key).await {
         Ok(Some(r)) => {
             let deploy = r.taken.as_ref().and_then(|t| t.deploy);
-            let state = if r.taken.is_some() {
-                "running"
-            } else {
-                "queued"
+            // Taken: the release's own state once it has one (the request goes shortly after it ends).
+            let release = match deploy {
+                Some(id) => s.deployer.releases().get(id).await.ok().flatten(),
+                None => None,
+            };
+            let state = match (&r.taken, release) {
+                (None, _) => "queued".to_owned(),
+                (Some(_), Some(release)) => release.state,
+                (Some(_), None) => "running".to_owned(),
             };
             return (
                 StatusCode::OK,

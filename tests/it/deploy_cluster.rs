@@ -223,6 +223,7 @@ fn one_delivery_posted_to_every_replica_deploys_once_on_the_leader() {
     // The follow URL ends at the release, on any replica.
     let raw = http_get(follower.port, &follow).expect("follow URL answers");
     assert!(raw.contains("\"succeeded\""), "{raw}");
+    assert!(raw.contains("/api/deploys/1"), "{raw}");
     // Every replica reads the same history.
     for r in &replicas {
         let list = cli_releases(r);
