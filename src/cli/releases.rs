@@ -1,7 +1,6 @@
 //! `tend releases`: every deploy is a release (commit, when, what and who started it, each host's result);
 //! newest first, as a table or JSON. With `[cluster]` they are read from etcd (this process joins nothing).
 
-use anyhow::Context as _;
 use tend::cluster::Cluster;
 use tend::config::Config;
 use tend::deploy::etcd_releases::EtcdReleases;
@@ -27,10 +26,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<Status> {
         Some(c) => Box::new(EtcdReleases::new(Cluster::observer(c)?)),
         None => Box::new(StoreReleases::new(Store::open(&config.store.path)?)),
     };
-    let list = releases
-        .recent(args.limit)
-        .await
-        .context("cannot read the releases")?;
+    let list = releases.recent(args.limit).await?;
     if args.json {
         println!(
             "{}",

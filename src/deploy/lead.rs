@@ -255,3 +255,22 @@ fn permanent(error: &DeployServiceError) -> bool {
             | DeployServiceError::NoRollback(_)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_plan_drops_the_request_and_passing_failures_keep_it() {
+        assert!(permanent(&DeployServiceError::NoCloud));
+        assert!(permanent(&DeployServiceError::NoScaleBalancer));
+        let locked = DeployServiceError::Locked {
+            id: 1,
+            holder: "tend-a".into(),
+            since: String::new(),
+        };
+        assert!(!permanent(&locked));
+        let etcd = DeployServiceError::Releases(super::super::releases::ReleaseError::NotLeader);
+        assert!(!permanent(&etcd));
+    }
+}
