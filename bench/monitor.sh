@@ -18,12 +18,16 @@
 # CPU-per-check ratio tend/blackbox. Everything stays on 127.0.0.1.
 #
 # Run:   cargo build --release && bench/monitor.sh            (about 4 x DURATION + 60 s)
+#        CLUSTER=1 bench/monitor.sh: the cluster mode (bench/monitor_cluster.sh: 3 replicas on etcd, 30,000 targets)
 # Env:   TARGETS (10000) INTERVAL (10s) TIMEOUT (5s) DURATION (120, seconds; "120s" also accepted)
 #        PROTOCOLS ("http https") CONCURRENCY (512)
 #        TEND (path of the tend binary; default ${CARGO_TARGET_DIR:-target}/release/tend)
 #        KEEP=1 keeps the work directory (configs, logs).
 # Needs: prometheus-blackbox-exporter, nginx, openssl (apt-get install -y prometheus-blackbox-exporter nginx openssl).
 set -euo pipefail
+
+# CLUSTER=1: three replicas on etcd against one alone, and the takeover time after a kill (see that script).
+if [[ "${CLUSTER:-}" == 1 ]]; then exec "$(dirname "$0")/monitor_cluster.sh" "$@"; fi
 
 TARGETS=${TARGETS:-10000}
 INTERVAL=${INTERVAL:-10s}

@@ -15,6 +15,8 @@ use crate::cluster::{Cluster, ClusterConfig, ClusterError, ClusterEvent, Health,
 use crate::config::Config;
 use crate::core::{Event, Level};
 use crate::deploy::Deployer;
+use crate::deploy::etcd_releases::EtcdReleases;
+use crate::deploy::lead::DeployLeader;
 use crate::metrics::Metrics;
 use crate::monitor::service::MonitorService;
 use crate::monitor::share::Sharing;
@@ -184,14 +186,32 @@ pub async fn run(
             handles.alerter.clone(),
         )
         .with_scale_balancer(config.scale.as_ref().and_then(|s| s.balancer.clone()));
+        // With [cluster], releases and the lock live in etcd; webhooks to any replica queue a request the leader runs.
+        let deployer = match &cluster {
+            Some(c) => deployer.with_releases(Arc::new(EtcdReleases::new(c.clone()))),
+            None => deployer,
+        };
         web = web
             .section(Arc::new(crate::deploy::web::DeploySection(
-                handles.store.clone(),
+                deployer.releases().clone(),
             )))
             .lane(Arc::new(crate::deploy::web::DeployLane(
                 handles.store.clone(),
-            )))
-            .routes(crate::deploy::web::routes(deployer, shutdown.clone()));
+            )));
+        web = match &cluster {
+            None => web.routes(crate::deploy::web::routes(deployer, shutdown.clone())),
+            Some(cluster) => {
+                let (c, d, token) = (cluster.clone(), deployer.clone(), shutdown.clone());
+                tasks.spawn(supervise("deploy", shutdown.clone(), move || {
+                    DeployLeader::new(c.clone(), d.clone()).run(token.clone())
+                }));
+                web.routes(crate::deploy::web::cluster_routes(
+                    deployer,
+                    cluster.clone(),
+                    shutdown.clone(),
+                ))
+            }
+        };
     }
     if config.web.enabled {
         let bound = web.bind().await?;

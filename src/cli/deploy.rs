@@ -1,6 +1,6 @@
 //! `tend deploy`: the plan (`--dry-run`) or the rollout (`--rollback`: back to the last good release), its
 //! progress as it happens (live lines on a terminal, plain lines otherwise, JSON lines with `--json`) and a
-//! summary.
+//! summary. With `[cluster]` only `--dry-run` runs here: deploys run on the leader (see `deploy/lead.rs`).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use tend::config::Config;
 use tend::deploy::JsonSink;
+use tend::deploy::etcd_releases::EtcdReleases;
 use tend::deploy::report::summary_json;
 use tend::deploy::{DeployContext, Deployer, Origin, RolloutSink, WriterSink};
 use tend::log::Console;
@@ -55,14 +56,27 @@ pub async fn run(config: Config, console: Console, args: Args) -> anyhow::Result
         },
         false => console,
     };
+    if config.cluster.is_some() && !args.dry_run {
+        return Err(Usage(
+            "with [cluster], deploys run on the leader: send the signed webhook to any replica \
+             (tend deploy --dry-run still prints the plan; tend releases shows the cluster's releases)"
+                .into(),
+        )
+        .into());
+    }
     let handles = super::open(&config, console)?;
-    let deployer = Deployer::new(
+    let mut deployer = Deployer::new(
         deploy,
         config.cloud.clone(),
         handles.store.clone(),
         handles.alerter.clone(),
     )
     .with_scale_balancer(config.scale.as_ref().and_then(|s| s.balancer.clone()));
+    if let Some(cluster) = &config.cluster {
+        // `--rollback --dry-run` looks for its target in the cluster's releases.
+        let observer = tend::cluster::Cluster::observer(cluster)?;
+        deployer = deployer.with_releases(Arc::new(EtcdReleases::new(observer)));
+    }
     let result = rollout(&deployer, args).await;
     handles.alerter.stop(Duration::from_secs(5)).await;
     Ok(result?)

@@ -1,7 +1,9 @@
 //! `tend releases`: every deploy is a release (commit, when, what and who started it, each host's result);
-//! newest first, as a table or JSON.
+//! newest first, as a table or JSON. With `[cluster]` they are read from etcd (this process joins nothing).
 
+use tend::cluster::Cluster;
 use tend::config::Config;
+use tend::deploy::etcd_releases::EtcdReleases;
 use tend::deploy::releases::{ReleaseLog, StoreReleases};
 use tend::store::Store;
 
@@ -18,9 +20,12 @@ pub struct Args {
     limit: u32,
 }
 
-/// Lists the releases kept in the store.
+/// Lists the releases kept in the store, or in etcd with `[cluster]` (the same on every replica).
 pub async fn run(config: Config, args: Args) -> anyhow::Result<Status> {
-    let releases = StoreReleases::new(Store::open(&config.store.path)?);
+    let releases: Box<dyn ReleaseLog> = match &config.cluster {
+        Some(c) => Box::new(EtcdReleases::new(Cluster::observer(c)?)),
+        None => Box::new(StoreReleases::new(Store::open(&config.store.path)?)),
+    };
     let list = releases.recent(args.limit).await?;
     if args.json {
         println!(

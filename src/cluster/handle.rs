@@ -104,6 +104,34 @@ impl Cluster {
         Ok(Cluster { inner })
     }
 
+    /// A handle that only reads and writes shared state, for a command-line process that is not a member: it
+    /// registers nothing, campaigns for nothing and holds no lease (so it never leads, and [`Life::Member`]
+    /// puts are refused).
+    ///
+    /// [`Life::Member`]: super::Life::Member
+    pub fn observer(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
+        let name = config.member_name()?;
+        let metrics = Metrics::new();
+        let inner = Arc::new(Inner {
+            etcd: Etcd::new(config)?,
+            keys: Keys::new(&config.prefix),
+            me: MemberInfo::for_config(config, String::new())?,
+            name,
+            session: watch::Sender::new(None),
+            tracker: Mutex::new(HealthTracker::new()),
+            health: watch::Sender::new(Health::Ok),
+            members: watch::Sender::new(Vec::new()),
+            observed: watch::Sender::new(None),
+            leadership: watch::Sender::new(None),
+            events: broadcast::Sender::new(1),
+            leader_gauge: metrics.gauge("tend_cluster_leader", "Unused by an observer.", &[]),
+            members_gauge: metrics.gauge("tend_cluster_members", "Unused by an observer.", &[]),
+            stopped: CancellationToken::new(),
+        });
+        inner.stopped.cancel();
+        Ok(Cluster { inner })
+    }
+
     /// This replica's member name.
     pub fn name(&self) -> &str {
         &self.inner.name

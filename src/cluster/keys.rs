@@ -3,7 +3,8 @@
 //! ```text
 //! {prefix}/members/{name}     MemberInfo as JSON, bound to the member's lease
 //! {prefix}/election/{lease}   the election's candidate keys (etcd's election API names them)
-//! {prefix}/state/{key}        shared JSON state (tracker states, the scaler's memory)
+//! {prefix}/state/{key}        shared JSON state (tracker states, the scaler's memory, deploys: releases,
+//!                             the deploy lock, webhook deliveries and requests)
 //! {prefix}/claims/{key}       alert claims: held (bound to the claimer's lease) or done (own lease)
 //! ```
 //! Pure string work, tested without etcd.

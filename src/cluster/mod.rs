@@ -28,6 +28,7 @@ pub mod rendezvous;
 mod shared;
 mod state;
 mod status;
+mod txn;
 pub mod web;
 
 pub use claim::Claim;
@@ -40,3 +41,4 @@ pub use inspect::inspect;
 pub use member::{Member, MemberInfo};
 pub use shared::StateMap;
 pub use status::{ClusterStatus, MemberStatus};
+pub use txn::{Guard, Life, Versioned, Write};

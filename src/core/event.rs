@@ -51,6 +51,8 @@ events! {
     DeploySucceeded,
     /// A deploy failed (a step or health check).
     DeployFailed,
+    /// A deploy stopped part-way because this replica stopped leading the cluster.
+    DeployInterrupted,
     /// An error was logged.
     LogError,
     /// A fatal error was logged; the program exits.

@@ -1,10 +1,12 @@
 //! One host's part of a rollout, in order: leave the balancer (deregister and drain), run every step over the
 //! host's open session, check health, rejoin the balancer only when healthy. A host whose connection failed is
-//! never taken out; a host that fails after leaving stays out, and its report says so.
+//! never taken out; a host that fails after leaving stays out, and its report says so. With a leadership
+//! [`Gate`], each of those host steps is preceded by a check, and a closed gate stops the host there.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::gate::Gate;
 use super::health::{HealthCheck, Unhealthy};
 use super::plan::HostPlan;
 use super::report::{
@@ -22,6 +24,22 @@ pub(super) struct HostWork<'a, S, H> {
     pub health: &'a H,
     pub balancer: Option<&'a dyn Balancer>,
     pub sink: &'a dyn RolloutSink,
+    pub gate: Option<&'a dyn Gate>,
+}
+
+/// Ok when there is no gate or it is open; else the failure that stops the host before `next`.
+fn allowed(gate: Option<&dyn Gate>, next: &str) -> Result<(), HostFailure> {
+    match gate.map(|g| g.may_act()) {
+        None | Some(Ok(())) => Ok(()),
+        Some(Err(why)) => Err(HostFailure {
+            stage: FailedStage::Interrupted {
+                before: next.to_owned(),
+            },
+            exit_code: None,
+            reason: why,
+            last_lines: Vec::new(),
+        }),
+    }
 }
 
 /// How one pass over a host ended: the failure if any, and whether the host is in service now.
@@ -71,6 +89,12 @@ impl<S: RemoteSession, H: HealthCheck> HostWork<'_, S, H> {
             Ok(s) => s,
             Err(reason) => return self.failed(FailedStage::Connect, reason.to_owned(), true),
         };
+        if let Err(failure) = allowed(self.gate, "leaving the balancer") {
+            return Pass {
+                failure: Some(failure),
+                in_service: true,
+            };
+        }
         if let Some(balancer) = self.balancer {
             let instance = self.host.target.as_instance();
             if let Err(e) = balancer.drain(&instance).await {
@@ -97,13 +121,30 @@ impl<S: RemoteSession, H: HealthCheck> HostWork<'_, S, H> {
             failure: Some(failure),
             in_service: self.balancer.is_none(),
         };
-        if let Err(failure) = run_steps(session, self.name(), steps, self.options, self.sink).await
-        {
+        let run = run_steps(
+            session,
+            self.name(),
+            steps,
+            self.options,
+            self.sink,
+            self.gate,
+        );
+        if let Err(failure) = run.await {
             return failed(failure);
         }
-        if let Some(url) = &self.host.health_url
-            && let Err(failure) =
-                check_health(self.name(), url, self.options, self.health, self.sink).await
+        if let Some(url) = &self.host.health_url {
+            let checked = match allowed(self.gate, "the health check") {
+                Ok(()) => {
+                    check_health(self.name(), url, self.options, self.health, self.sink).await
+                }
+                Err(failure) => Err(failure),
+            };
+            if let Err(failure) = checked {
+                return failed(failure);
+            }
+        }
+        if self.balancer.is_some()
+            && let Err(failure) = allowed(self.gate, "rejoining the balancer")
         {
             return failed(failure);
         }
@@ -141,9 +182,11 @@ async fn run_steps<S: RemoteSession>(
     steps: &[String],
     options: &RolloutOptions,
     sink: &dyn RolloutSink,
+    gate: Option<&dyn Gate>,
 ) -> Result<(), HostFailure> {
     let timeout = options.step_timeout;
     for (index, command) in steps.iter().enumerate() {
+        allowed(gate, &format!("step {}", index + 1))?;
         sink.progress(&Progress::StepStarted {
             host: name,
             command,

@@ -13,14 +13,22 @@
 //! `service.rs` the [`Deployer`] (lock, record, alert); `releases.rs` the release log behind a small
 //! interface and the pure choice of the rollback target; `store.rs` its SQL; `web.rs` the webhook route, API and
 //! status block; `report.rs` the summary and the lines `tend deploy` prints.
+//!
+//! With `[cluster]`: `etcd_releases.rs` keeps releases and the lock in etcd, `requests.rs` the webhook's requests
+//! to the leader (and the pure choice of what the leader does with them), `lead.rs` the leader's loop that runs
+//! them, and `gate.rs` the leadership check before every host step.
 
 pub mod config;
+pub mod etcd_releases;
+pub mod gate;
 pub mod health;
 mod host;
+pub mod lead;
 pub mod plan;
 pub mod pool;
 pub mod releases;
 pub mod report;
+pub mod requests;
 pub mod rollout;
 pub mod service;
 pub mod sink;
@@ -35,7 +43,7 @@ pub use config::{DeployConfig, WebhookConfig};
 pub use plan::{DeployContext, Plan, PlanError, build_plan};
 pub use releases::{Release, ReleaseLog, StoreReleases};
 pub use report::{HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary};
-pub use rollout::{Edges, RolloutOptions, deploy, run_rollout};
+pub use rollout::{Edges, RolloutOptions, deploy, deploy_gated, run_rollout};
 pub use service::{DeployServiceError, Deployer, Origin};
 pub use sink::{JsonSink, WriterSink};
 pub use state::Verdict;

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
 
@@ -19,6 +19,15 @@ pub enum ReleaseError {
     /// The SQLite store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// etcd failed (with `[cluster]`): nothing was recorded.
+    #[error("cannot reach the cluster's release log")]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// Only the leader takes the deploy lock, and this replica does not lead (or no longer does).
+    #[error("this replica does not lead the cluster: deploys run on the leader")]
+    NotLeader,
+    /// The release counter or the lock kept changing under this replica.
+    #[error("the deploy lock or the release counter kept changing; try again")]
+    Contended,
 }
 
 /// Who holds the deploy lock.
@@ -68,10 +77,23 @@ pub struct ReleaseEnd {
     pub results: Vec<HostOutcome>,
     /// The release this one replaced by rolling back, marked rolled back when `ok`.
     pub replaces: Option<i64>,
+    /// It stopped part-way: this replica stopped leading the cluster (never without `[cluster]`).
+    pub interrupted: bool,
+}
+
+impl ReleaseEnd {
+    /// The release's state after this end: `interrupted`, `succeeded` or `failed`.
+    pub fn state(&self) -> &'static str {
+        match (self.interrupted, self.ok) {
+            (true, _) => "interrupted",
+            (false, true) => "succeeded",
+            (false, false) => "failed",
+        }
+    }
 }
 
 /// One host's result in a release.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostOutcome {
     /// The host.
     pub host: String,
@@ -104,7 +126,7 @@ pub struct Release {
     pub branch: Option<String>,
     /// The hosts.
     pub hosts: Vec<String>,
-    /// `running`, `succeeded`, `failed`, `abandoned`.
+    /// `running`, `succeeded`, `failed`, `abandoned`, `interrupted` (its leader lost leadership part-way).
     pub state: String,
     /// The summary table.
     pub summary: Option<String>,

@@ -117,6 +117,11 @@ pub enum FailedStage {
     Deregister,
     /// Putting the host back into the balancer.
     Register,
+    /// Not done: this replica stopped leading the cluster before `before` (a step, the health check, ...).
+    Interrupted {
+        /// The host step that did not run.
+        before: String,
+    },
 }
 
 impl std::fmt::Display for FailedStage {
@@ -127,6 +132,7 @@ impl std::fmt::Display for FailedStage {
             FailedStage::Health { url } => write!(f, "health check {url}"),
             FailedStage::Deregister => f.write_str("leaving the balancer"),
             FailedStage::Register => f.write_str("rejoining the balancer"),
+            FailedStage::Interrupted { before } => write!(f, "leadership check before {before}"),
         }
     }
 }

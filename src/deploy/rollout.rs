@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::config::DeployConfig;
+use super::gate::Gate;
 use super::health::{HealthCheck, HealthClientError, HttpHealth};
 use super::host::HostWork;
 use super::plan::Plan;
@@ -66,6 +67,9 @@ pub struct Edges<C, H> {
     pub health: Arc<H>,
     /// Where hosts are deregistered and registered again (`None`: no balancer).
     pub balancer: Option<Arc<dyn Balancer>>,
+    /// Checked before every host step (`None`: always go on); once closed, no host starts and running hosts
+    /// stop before their next step.
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 /// Runs `plan` with the system OpenSSH, an HTTP health check configured from `config`, and `balancer`.
@@ -76,10 +80,23 @@ pub async fn deploy(
     sink: Arc<dyn RolloutSink>,
     shutdown: CancellationToken,
 ) -> Result<RolloutSummary, DeployError> {
+    deploy_gated(config, plan, balancer, None, sink, shutdown).await
+}
+
+/// [`deploy`] with a leadership gate checked before every host step.
+pub async fn deploy_gated(
+    config: &DeployConfig,
+    plan: &Plan,
+    balancer: Option<Arc<dyn Balancer>>,
+    gate: Option<Arc<dyn Gate>>,
+    sink: Arc<dyn RolloutSink>,
+    shutdown: CancellationToken,
+) -> Result<RolloutSummary, DeployError> {
     let edges = Edges {
         connector: Arc::new(OpenSsh::from_config(config)),
         health: Arc::new(HttpHealth::new(config.health_timeout)?),
         balancer,
+        gate,
     };
     Ok(run_rollout(plan, &RolloutOptions::from(config), edges, sink, shutdown).await)
 }
@@ -113,7 +130,8 @@ pub async fn run_rollout<C: Connector, H: HealthCheck>(
     let mut tasks = JoinSet::new();
     let mut task_host: HashMap<tokio::task::Id, (usize, bool)> = HashMap::new();
     let verdict = loop {
-        if shutdown.is_cancelled() {
+        let gate_closed = edges.gate.as_ref().is_some_and(|g| g.may_act().is_err());
+        if shutdown.is_cancelled() || gate_closed {
             state.cancel();
         }
         match state.next() {
@@ -207,6 +225,7 @@ fn host_task<C: Connector, H: HealthCheck>(
 ) -> impl std::future::Future<Output = Done> + Send + 'static {
     let (plan, opts, pool) = (plan.clone(), options.clone(), pool.clone());
     let (h, b, s) = (edges.health.clone(), edges.balancer.clone(), sink.clone());
+    let g = edges.gate.clone();
     async move {
         let work = HostWork {
             host: &plan.hosts[i],
@@ -215,6 +234,7 @@ fn host_task<C: Connector, H: HealthCheck>(
             health: h.as_ref(),
             balancer: b.as_deref(),
             sink: s.as_ref(),
+            gate: g.as_deref(),
         };
         match rollback {
             None => Done::Deployed(work.deploy().await),

@@ -167,6 +167,7 @@ async fn run(
         connector: Arc::new(ssh.clone()),
         health: Arc::new(health.clone()),
         balancer: None,
+        gate: None,
     };
     let summary = run_rollout(
         plan,
@@ -365,6 +366,7 @@ async fn shutdown_before_start_runs_nothing() {
         connector: Arc::new(ssh.clone()),
         health: Arc::new(Arc::new(FakeHealth::default())),
         balancer: None,
+        gate: None,
     };
     let summary = run_rollout(
         &p,
@@ -441,6 +443,7 @@ async fn run_drained(plan: &Plan) -> (RolloutSummary, Vec<String>) {
         connector: Arc::new(ssh.clone()),
         health: Arc::new(LoggingHealth(ssh.clone(), Arc::default())),
         balancer: Some(Arc::new(LoggingBalancer(ssh.clone())) as Arc<dyn crate::balancer::Balancer>),
+        gate: None,
     };
     let sink = Arc::new(MemorySink::default());
     let summary = run_rollout(plan, &options(), edges, sink, CancellationToken::new()).await;
@@ -518,4 +521,70 @@ async fn an_unreachable_host_is_never_taken_out_and_a_failed_drain_fails_the_hos
         !log.iter().any(|l| l.contains(" $ ")),
         "no step ran: {log:#?}"
     );
+}
+
+/// A gate that closes once the fake SSH log holds `entry` (leadership lost while that command ran).
+struct ClosesAfter(Arc<FakeSsh>, &'static str);
+
+impl crate::deploy::gate::Gate for ClosesAfter {
+    fn may_act(&self) -> Result<(), String> {
+        match self.0.log().iter().any(|l| l == self.1) {
+            true => Err("this replica no longer leads the cluster: leadership term ended".into()),
+            false => Ok(()),
+        }
+    }
+}
+
+async fn run_gated(
+    plan: &Plan,
+    gate: impl Fn(&Arc<FakeSsh>) -> Arc<dyn crate::deploy::gate::Gate>,
+) -> (RolloutSummary, Vec<String>) {
+    let ssh = Arc::new(FakeSsh::default());
+    let edges = Edges {
+        connector: Arc::new(ssh.clone()),
+        health: Arc::new(Arc::new(FakeHealth::default())),
+        balancer: None,
+        gate: Some(gate(&ssh)),
+    };
+    let sink = Arc::new(MemorySink::default());
+    let summary = run_rollout(plan, &options(), edges, sink, CancellationToken::new()).await;
+    (summary, ssh.log())
+}
+
+#[tokio::test]
+async fn a_closed_gate_stops_the_host_before_its_next_step_and_starts_no_other() {
+    let p = plan(&["h1", "h2", "h3"], &["one", "two"], 1, None, &["undo"]);
+    let (summary, log) = run_gated(&p, |ssh| Arc::new(ClosesAfter(ssh.clone(), "h2 $ one"))).await;
+    let commands: Vec<&String> = log.iter().filter(|l| l.contains(" $ ")).collect();
+    assert_eq!(
+        commands,
+        ["h1 $ one", "h1 $ two", "h2 $ one"],
+        "no step, and no rollback step, after the gate closed"
+    );
+    assert_ne!(summary.verdict, Verdict::Succeeded);
+    let (host, failure) = summary.first_failure().expect("h2 stopped");
+    assert_eq!(host.host, "h2");
+    assert_eq!(
+        failure.stage,
+        FailedStage::Interrupted {
+            before: "step 2".into()
+        }
+    );
+    assert!(
+        failure.reason.contains("no longer leads"),
+        "{}",
+        failure.reason
+    );
+    assert_eq!(summary.hosts[2].result, HostResult::Skipped);
+}
+
+#[tokio::test]
+async fn a_gate_closed_from_the_start_runs_nothing() {
+    let p = plan(&["h1", "h2"], &["one"], 1, None, &[]);
+    let (summary, log) = run_gated(&p, |_| {
+        Arc::new(crate::deploy::gate::testing::ClosingGate::after(0))
+    })
+    .await;
+    assert!(!log.iter().any(|l| l.contains(" $ ")), "{log:#?}");
+    assert_eq!(summary.verdict, Verdict::Cancelled);
 }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{DeployBalancer, Hosts};
+use super::gate::{Gate, interrupted_alert};
 use super::releases::{
     self, HostOutcome, NewRelease, NoRollback, Release, ReleaseEnd, ReleaseError, ReleaseLog,
     StoreReleases,
@@ -119,6 +120,7 @@ pub struct Deployer {
     store: Store,
     releases: Arc<dyn ReleaseLog>,
     alerter: Alerter,
+    gate: Option<Arc<dyn Gate>>,
 }
 
 impl Deployer {
@@ -137,7 +139,14 @@ impl Deployer {
             releases: Arc::new(StoreReleases::new(store.clone())),
             store,
             alerter,
+            gate: None,
         }
+    }
+
+    /// Checks `gate` before every host step (with `[cluster]`: the leadership term the deploy began in).
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> Deployer {
+        self.gate = Some(gate);
+        self
     }
 
     /// The `[scale.balancer]` table, which `[deploy] balancer = "scale"` reuses.
@@ -287,7 +296,15 @@ impl Deployer {
         let ran = async {
             let balancer = self.balancer().await?;
             Ok::<_, DeployServiceError>(
-                super::deploy(&self.config, &plan, balancer, keeper.clone(), shutdown).await?,
+                super::deploy_gated(
+                    &self.config,
+                    &plan,
+                    balancer,
+                    self.gate.clone(),
+                    keeper.clone(),
+                    shutdown,
+                )
+                .await?,
             )
         }
         .await;
@@ -338,14 +355,31 @@ impl Deployer {
                 })
                 .collect(),
             replaces,
+            interrupted: self.interrupted(summary),
         };
+        let interrupted = end.interrupted;
         self.releases.finish(id, end).await?;
+        if interrupted {
+            self.alerter.raise(interrupted_alert(id, summary));
+            return Ok(());
+        }
         match failure_alert(id, plan, summary) {
             Some(alert) => self.alerter.raise(alert),
             None => crate::notice!(event = %Event::DeploySucceeded, deploy = id,
                 hosts = summary.hosts.len(), "Deploy succeeded"),
         }
         Ok(())
+    }
+
+    /// Whether the rollout stopped because the gate closed (a host stopped by it, or the gate closed now).
+    fn interrupted(&self, summary: &RolloutSummary) -> bool {
+        let stopped = summary.hosts.iter().any(|h| {
+            h.failure
+                .as_ref()
+                .is_some_and(|f| matches!(f.stage, super::report::FailedStage::Interrupted { .. }))
+        });
+        let closed = self.gate.as_ref().is_some_and(|g| g.may_act().is_err());
+        stopped || (closed && summary.verdict != Verdict::Succeeded)
     }
 
     /// The release that was current when rollback `id` began: the newest one before it.

@@ -69,7 +69,7 @@ pub async fn finish(store: &Store, id: i64, end: ReleaseEnd) -> Result<(), Store
     store
         .call(move |c| {
             let tx = c.transaction()?;
-            let state = if end.ok { "succeeded" } else { "failed" };
+            let state = end.state();
             tx.execute(
                 "UPDATE deploys SET finished_at = ?2, state = ?3, summary = ?4, log = ?5 WHERE id = ?1",
                 params![id, end.at, state, end.summary, end.log],

@@ -1,6 +1,7 @@
 //! The deploy's web parts: `POST /hooks/deploy` (the signed CI trigger), `GET /api/deploys/{id}`,
 //! `GET /api/releases?limit=N` (newest first), the status page block of the last ten deploys, and its lane of
-//! the "last 24 hours" chart.
+//! the "last 24 hours" chart. With `[cluster]`, the webhook (on any replica) queues a request for the leader
+//! (`requests.rs`) and `GET /api/deploy-requests/{delivery}` follows it.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -16,9 +17,12 @@ use axum::response::Json;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
+use super::releases::ReleaseLog;
+use super::requests::{self, Submitted};
 use super::service::{DeployServiceError, Deployer, LogSink, Origin};
 use super::store;
 use super::{DeployContext, Trigger, WebhookOutcome, WebhookRequest};
+use crate::cluster::Cluster;
 use crate::core::time::millis;
 use crate::store::Store;
 use crate::web::chart::TimeAxis;
@@ -29,6 +33,7 @@ use crate::web::{Drawn, Lane, Section};
 struct HookState {
     deployer: Deployer,
     shutdown: CancellationToken,
+    cluster: Option<Cluster>,
 }
 
 type Answer = (StatusCode, Json<serde_json::Value>);
@@ -42,6 +47,16 @@ fn refuse(status: u16, message: String) -> Answer {
 
 /// `POST /hooks/deploy` (signed CI trigger) and `GET /api/deploys/{id}`.
 pub fn routes(deployer: Deployer, shutdown: CancellationToken) -> Router {
+    routes_in(deployer, None, shutdown)
+}
+
+/// The same routes with `[cluster]`: the webhook queues a request that the leader runs, and
+/// `GET /api/deploy-requests/{delivery}` follows it.
+pub fn cluster_routes(deployer: Deployer, cluster: Cluster, shutdown: CancellationToken) -> Router {
+    routes_in(deployer, Some(cluster), shutdown)
+}
+
+fn routes_in(deployer: Deployer, cluster: Option<Cluster>, shutdown: CancellationToken) -> Router {
     let limit = deployer
         .config()
         .webhook
@@ -54,15 +69,23 @@ pub fn routes(deployer: Deployer, shutdown: CancellationToken) -> Router {
         )
         .route("/api/deploys/{id}", get(one))
         .route("/api/releases", get(list))
-        .with_state(HookState { deployer, shutdown })
+        .route("/api/deploy-requests/{delivery}", get(follow))
+        .with_state(HookState {
+            deployer,
+            shutdown,
+            cluster,
+        })
 }
 
 async fn hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes) -> Answer {
-    let trigger = match verified(&s.deployer, &headers, &body).await {
+    let trigger = match verified(&s.deployer, &headers, &body, s.cluster.is_none()).await {
         Ok(Some(t)) => t,
         Ok(None) => return (StatusCode::OK, Json(serde_json::json!({ "ok": "pong" }))),
         Err(answer) => return answer,
     };
+    if let Some(cluster) = &s.cluster {
+        return queue(&s.deployer, cluster, &trigger).await;
+    }
     let store = s.deployer.store().clone();
     match store::record_delivery(&store, trigger.delivery.clone(), millis(SystemTime::now())).await
     {
@@ -91,6 +114,7 @@ async fn verified(
     deployer: &Deployer,
     headers: &HeaderMap,
     body: &Bytes,
+    replay_in_store: bool,
 ) -> Result<Option<Trigger>, Answer> {
     let Some(webhook) = deployer.config().webhook.clone() else {
         return Err(refuse(404, "no [deploy.webhook] configured".into()));
@@ -105,7 +129,7 @@ async fn verified(
     // The replay check reads the one id this request carries (the generic body's id is derived by `verify`,
     // so ask it first with "nothing seen", then look the resulting id up).
     let outcome = match super::verify(&webhook, &request, |_| false) {
-        Ok(WebhookOutcome::Deploy(t)) => {
+        Ok(WebhookOutcome::Deploy(t)) if replay_in_store => {
             match store::delivery_seen(deployer.store(), t.delivery.clone()).await {
                 Ok(true) => super::verify(&webhook, &request, |_| true),
                 Ok(false) => Ok(WebhookOutcome::Deploy(t)),
@@ -122,6 +146,99 @@ async fn verified(
         }
         Ok(WebhookOutcome::Ping { .. }) => Ok(None),
         Ok(WebhookOutcome::Deploy(t)) => Ok(Some(t)),
+    }
+}
+
+/// With `[cluster]`: checks the plan, then claims the delivery and leaves the request for the leader, at once.
+async fn queue(deployer: &Deployer, cluster: &Cluster, trigger: &Trigger) -> Answer {
+    let context = DeployContext {
+        commit: Some(trigger.commit.clone()),
+        branch: Some(trigger.branch.clone()),
+    };
+    if let Err(e) = deployer.plan(context, None).await {
+        return refuse(422, e.to_string());
+    }
+    let at = millis(SystemTime::now());
+    match requests::submit(cluster, trigger, at).await {
+        Ok(Submitted::Duplicate) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "ok": "duplicate", "delivery": trigger.delivery })),
+        ),
+        Ok(Submitted::Queued) => {
+            crate::info!(delivery = %trigger.delivery, commit = %trigger.commit,
+                "Deploy webhook queued for the leader");
+            let key = requests::key_of(&trigger.delivery);
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "queued": trigger.delivery,
+                    "leader": cluster.leader(),
+                    "url": format!("/api/deploy-requests/{key}"),
+                })),
+            )
+        }
+        Err(e) => refuse(
+            503,
+            format!(
+                "cannot queue the deploy in the cluster: {}",
+                crate::core::chain(&e)
+            ),
+        ),
+    }
+}
+
+/// `GET /api/deploy-requests/{delivery}`: the request while it waits or runs, then its release.
+async fn follow(State(s): State<HookState>, Path(delivery): Path<String>) -> Answer {
+    let Some(cluster) = &s.cluster else {
+        return refuse(404, "deploy requests exist only with [cluster]".into());
+    };
+    let key = requests::request_key(&delivery);
+    match cluster.get_json::<requests::DeployRequest>(&key).await {
+        Ok(Some(r)) => {
+            let deploy = r.taken.as_ref().and_then(|t| t.deploy);
+            // Taken: the release's own state once it has one (the request goes shortly after it ends).
+            let release = match deploy {
+                Some(id) => s.deployer.releases().get(id).await.ok().flatten(),
+                None => None,
+            };
+            let state = match (&r.taken, release) {
+                (None, _) => "queued".to_owned(),
+                (Some(_), Some(release)) => release.state,
+                (Some(_), None) => "running".to_owned(),
+            };
+            return (
+                StatusCode::OK,
+                Json(serde_json::json!({
+                    "state": state,
+                    "delivery": r.delivery,
+                    "commit": r.commit,
+                    "leader": r.taken.map(|t| t.by),
+                    "deploy": deploy,
+                    "url": deploy.map(|id| format!("/api/deploys/{id}")),
+                })),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return refuse(503, crate::core::chain(&e)),
+    }
+    let by = format!("delivery {delivery}");
+    match s.deployer.releases().recent(100).await {
+        Ok(list) => match list
+            .into_iter()
+            .find(|r| r.started_by.as_deref() == Some(&by))
+        {
+            Some(r) => (
+                StatusCode::OK,
+                Json(serde_json::json!({
+                    "state": r.state,
+                    "delivery": delivery,
+                    "deploy": r.id,
+                    "url": format!("/api/deploys/{}", r.id),
+                })),
+            ),
+            None => refuse(404, format!("no deploy request for delivery {delivery}")),
+        },
+        Err(e) => refuse(503, e.to_string()),
     }
 }
 
@@ -184,13 +301,13 @@ async fn one(State(s): State<HookState>, Path(id): Path<i64>) -> Answer {
     }
 }
 
-/// The status page block: the last ten deploys.
-pub struct DeploySection(pub Store);
+/// The status page block: the last ten deploys, from the release log (the store's, or etcd's with `[cluster]`).
+pub struct DeploySection(pub Arc<dyn ReleaseLog>);
 
 impl Section for DeploySection {
     fn render(&self) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
         Box::pin(async move {
-            let rows = store::recent(&self.0, 10).await.unwrap_or_default();
+            let rows = self.0.recent(10).await.unwrap_or_default();
             let mut html = String::from("<section id=\"deploys\"><h2>Deploys</h2>");
             if rows.is_empty() {
                 html.push_str("<p class=\"muted\">No deploy yet: run <code>tend deploy</code> or push to the webhook.</p>");
@@ -199,7 +316,7 @@ impl Section for DeploySection {
                 for d in rows {
                     let class = match d.state.as_str() {
                         "succeeded" => "up",
-                        "failed" | "abandoned" => "down",
+                        "failed" | "abandoned" | "interrupted" => "down",
                         _ => "unknown",
                     };
                     let commit: String = d.commit.unwrap_or_default().chars().take(12).collect();
@@ -247,7 +364,7 @@ impl Lane for DeployLane {
                 let (x0, x1) = (axis.x(*start), axis.x(end.unwrap_or(axis.to_ms)));
                 let color = match state.as_str() {
                     "succeeded" => "#137333",
-                    "failed" | "abandoned" => "#c5221f",
+                    "failed" | "abandoned" | "interrupted" => "#c5221f",
                     _ => "#1a73e8",
                 };
                 let commit: String = commit

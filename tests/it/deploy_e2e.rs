@@ -370,7 +370,7 @@ fn the_deploy_lock_refuses_a_live_holder_and_takes_over_a_dead_one() {
 
 /// `POST /hooks/deploy` over raw HTTP/1.1; (status, body). The request is written on a thread so a
 /// server that answers early (413) is read while the client is still sending.
-fn post_hook(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub(crate) fn post_hook(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -415,7 +415,7 @@ fn post_hook(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) 
 /// A request that must be refused: (what, headers, body, status).
 type Refused<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [u8], u16);
 
-fn push_body(branch: &str, commit: &str) -> Vec<u8> {
+pub(crate) fn push_body(branch: &str, commit: &str) -> Vec<u8> {
     serde_json::json!({
         "ref": format!("refs/heads/{branch}"),
         "before": "0".repeat(40),

@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_core;
 mod demo;
 mod deploy;
+mod deploy_cluster;
 mod deploy_drain;
 mod deploy_e2e;
 mod logger;
