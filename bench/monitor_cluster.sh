@@ -13,7 +13,7 @@
 # time (bound: interval + lease + 2 s).
 #
 # Run:   cargo build --release && CLUSTER=1 bench/monitor.sh
-# Env:   TARGETS (30000) INTERVAL (10s) DURATION (60, seconds) LEASE (5) CONCURRENCY (512)
+# Env:   TARGETS (30000) INTERVAL (10s) TIMEOUT (2s) DURATION (60, seconds) LEASE (5) CONCURRENCY (512)
 #        TEND (default ${CARGO_TARGET_DIR:-target}/release/tend); KEEP=1 keeps the work directory.
 # Needs: etcd-server, nginx (apt-get install -y etcd-server nginx).
 set -euo pipefail
@@ -23,6 +23,7 @@ INTERVAL=${INTERVAL:-10s}
 DURATION=${DURATION:-60}
 DURATION=${DURATION%s}
 LEASE=${LEASE:-5}
+TIMEOUT=${TIMEOUT:-2s}
 CONCURRENCY=${CONCURRENCY:-512}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TEND=${TEND:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tend}
@@ -30,6 +31,8 @@ WORK=$(mktemp -d /tmp/tend-monitor-cluster.XXXXXX)
 declare -A PID
 
 cleanup() {
+    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done   # TERM: nginx stops its workers too
+    sleep 1
     for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     if [[ -n "${KEEP:-}" ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
@@ -89,7 +92,7 @@ config() {
     if [[ "$3" == 1 ]]; then
         printf '[cluster]\netcd = [%s]\nname = "%s"\nlease = "%ss"\nprefix = "/bench"\n' "${ENDPOINTS%, }" "$1" "$LEASE"
     fi
-    printf '[monitor]\ninterval = "%s"\ntimeout = "5s"\nconcurrency = %s\n' "$INTERVAL" "$CONCURRENCY"
+    printf '[monitor]\ninterval = "%s"\ntimeout = "%s"\nconcurrency = %s\n' "$INTERVAL" "$TIMEOUT" "$CONCURRENCY"
     python3 - "$TARGETS" "$NGINX_PORT" <<'PY'
 import sys
 n, port = int(sys.argv[1]), sys.argv[2]
