@@ -27,6 +27,8 @@ LEASE=5
 declare -A PID
 
 cleanup() {
+    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done   # TERM: nginx stops its workers too
+    sleep 1
     for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     if [[ -n "${KEEP:-}" ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi

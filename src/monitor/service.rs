@@ -142,6 +142,7 @@ impl MonitorService {
         let (tx, mut rx) = mpsc::channel(8192);
         let mut scheduler = Scheduler::new(&self.config, checker, states, tx)?;
         if let Some(sharing) = &self.sharing {
+            sharing.settle(Duration::from_secs(10)).await;
             scheduler = scheduler.with_spread(Spread {
                 sharing: sharing.clone(),
                 disagreements: self.metrics.counter(

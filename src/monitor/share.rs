@@ -15,12 +15,17 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::tracker::TrackerState;
 use crate::cluster::rendezvous::ranked;
-use crate::cluster::{Cluster, ClusterError, Health, Member, StateMap};
+use crate::cluster::{Cluster, ClusterError, Health, Life, Member, StateMap, Write};
+
+/// Shared states written in one etcd transaction at most (etcd's default limit is 128 operations).
+const BATCH: usize = 100;
+/// How long the writer gathers changes before a transaction.
+const GATHER: Duration = Duration::from_millis(200);
 
 /// A target as the cluster shares it: its tracker state and where it was last seen from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +103,7 @@ pub struct Sharing {
     asks: watch::Receiver<StateMap>,
     answers: watch::Receiver<StateMap>,
     nonce: AtomicU64,
+    writes: mpsc::UnboundedSender<(String, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Sharing {
@@ -119,7 +125,10 @@ impl Sharing {
         confirm: Option<usize>,
         stop: CancellationToken,
     ) -> Result<Sharing, ClusterError> {
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(cluster.clone(), queue, stop.clone()));
         Ok(Sharing {
+            writes,
             me: cluster.name().to_string(),
             members: cluster.members(),
             targets: cluster.watch_state("monitor/t/", stop.clone())?,
@@ -193,13 +202,26 @@ impl Sharing {
         self.targets.clone()
     }
 
-    /// Writes a target's shared state (on a change of state, not on every check).
-    pub async fn save(&self, shared: &SharedTarget) {
+    /// Queues a target's shared state for writing (on a change of state, not on every check); changes are
+    /// written in batches, one etcd transaction for up to a hundred, so a start or a storm costs few requests.
+    pub fn save(&self, shared: &SharedTarget) {
         let key = format!("monitor/t/{}", target_key(&shared.name));
-        if let Err(error) = self.cluster.put_json(&key, shared).await {
-            tracing::debug!(target_name = %shared.name, error = %crate::core::chain(&error),
-                "Cannot share a monitor state; the next change writes it again");
+        match serde_json::to_vec(shared) {
+            Ok(value) => _ = self.writes.send((key, value)),
+            Err(error) => tracing::warn!(target_name = %shared.name, %error, "Cannot encode a monitor state"),
         }
+    }
+
+    /// Waits (at most `max`) until this replica sees itself among the members, so that it starts with its own
+    /// share of the targets rather than all of them.
+    pub async fn settle(&self, max: Duration) {
+        let me = self.me.clone();
+        let mut members = self.members.clone();
+        let _ = tokio::time::timeout(
+            max,
+            members.wait_for(|m| m.iter().any(|m| m.name == me)),
+        )
+        .await;
     }
 
     /// Asks `needed() - 1` other replicas (the next in the target's rendezvous order) to check `target` now,
@@ -306,6 +328,40 @@ impl Sharing {
     /// Whether etcd answers (else every replica works alone).
     pub fn connected(&self) -> bool {
         matches!(self.cluster.health(), Health::Ok)
+    }
+}
+
+/// Writes the queued states in batches until `stop`; a later state of a target replaces an earlier one still
+/// queued. A failed write is logged: the target's next change writes it again.
+async fn write_batches(
+    cluster: Cluster,
+    mut queue: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = queue.recv() => match next { Some(w) => w, None => return },
+        };
+        tokio::time::sleep(GATHER).await;
+        let mut pending = std::collections::BTreeMap::from([first]);
+        while let Ok((key, value)) = queue.try_recv() {
+            pending.insert(key, value);
+        }
+        let writes: Vec<Write> = pending
+            .into_iter()
+            .map(|(key, value)| Write::Put {
+                key,
+                value,
+                life: Life::Kept,
+            })
+            .collect();
+        for chunk in writes.chunks(BATCH) {
+            if let Err(error) = cluster.commit(None, &[], chunk).await {
+                tracing::debug!(states = chunk.len(), error = %crate::core::chain(&error),
+                    "Cannot share monitor states; each target's next change writes it again");
+            }
+        }
     }
 }
 

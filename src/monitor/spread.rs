@@ -127,7 +127,7 @@ impl Ownership {
             at: SystemTime::now(),
             seen_from: places.clone(),
         };
-        sharing.save(&shared).await;
+        sharing.save(&shared);
         self.published = Some((state.clone(), places));
     }
 }
