@@ -153,6 +153,7 @@ impl MonitorService {
             });
         }
         let mut shared_changes = self.sharing.as_ref().map(|s| s.changes());
+        let mut shared_seen = std::collections::HashMap::new();
         let lag = scheduler.lag();
         {
             let lag = lag.clone();
@@ -213,7 +214,7 @@ impl MonitorService {
                     if let Some(changes) = &mut shared_changes {
                         if changes.has_changed().unwrap_or(false) {
                             changes.mark_unchanged();
-                            self.show_shared(&gauges);
+                            self.show_shared(&gauges, &mut shared_seen);
                         }
                     }
                     let s = lag.snapshot();
@@ -315,11 +316,12 @@ impl MonitorService {
 
     /// Shows the targets other replicas check as they shared them (state, since, reason, where from), on the
     /// page and in `tend_monitor_up`; this replica's own checks show what it saw.
-    fn show_shared(&self, gauges: &[Gauges]) {
+    fn show_shared(&self, gauges: &[Gauges], seen: &mut std::collections::HashMap<String, u64>) {
         let Some(sharing) = &self.sharing else { return };
         let me = place(sharing.me(), sharing.zone());
+        let changed = sharing.changed(seen);
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-        for t in sharing.all() {
+        for t in changed {
             let Some(&i) = self.index.get(&t.name) else {
                 continue;
             };

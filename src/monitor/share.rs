@@ -188,13 +188,21 @@ impl Sharing {
         serde_json::from_slice(raw).ok()
     }
 
-    /// Every shared target's state, for the status page of any replica.
-    pub fn all(&self) -> Vec<SharedTarget> {
-        self.targets
-            .borrow()
-            .values()
-            .filter_map(|raw| serde_json::from_slice(raw).ok())
-            .collect()
+    /// The shared targets whose state changed since the last call with `seen` (which remembers a hash of each
+    /// one's bytes): the view reads only what changed, not every target each time one does.
+    pub fn changed(&self, seen: &mut std::collections::HashMap<String, u64>) -> Vec<SharedTarget> {
+        use std::hash::{Hash, Hasher};
+        let map = self.targets.borrow();
+        let mut out = Vec::new();
+        for (key, raw) in map.iter() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            raw.hash(&mut h);
+            let hash = h.finish();
+            if seen.insert(key.clone(), hash) != Some(hash) {
+                out.extend(serde_json::from_slice::<SharedTarget>(raw).ok());
+            }
+        }
+        out
     }
 
     /// A receiver that changes whenever the shared targets do.
