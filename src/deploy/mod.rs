@@ -40,10 +40,11 @@ pub mod web;
 pub mod webhook;
 
 pub use config::{DeployConfig, WebhookConfig};
+pub use host::RolloutOptions;
 pub use plan::{DeployContext, Plan, PlanError, build_plan};
 pub use releases::{Release, ReleaseLog, StoreReleases};
 pub use report::{HostFailure, HostReport, HostResult, Progress, RolloutSink, RolloutSummary};
-pub use rollout::{Edges, RolloutOptions, deploy, deploy_gated, run_rollout};
+pub use rollout::{Edges, deploy, deploy_gated, run_rollout};
 pub use service::{DeployServiceError, Deployer, Origin};
 pub use sink::{JsonSink, WriterSink};
 pub use state::Verdict;
