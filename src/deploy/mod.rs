@@ -26,6 +26,7 @@ mod host;
 pub mod lead;
 pub mod plan;
 pub mod pool;
+mod release;
 pub mod releases;
 pub mod report;
 pub mod requests;

@@ -49,7 +49,7 @@ pub use spec::{POLICY_NAMES, PolicySpec};
 use sweep::run_one;
 pub use sweep::sweep_settings;
 
-use crate::scale::config::{DEFAULT_MAX, PolicyConfig};
+use crate::scale::config::DEFAULT_MAX;
 
 /// What `tend simulate` is asked: the trace, its load column, the options and where the report goes.
 #[derive(Debug, Clone, PartialEq)]
