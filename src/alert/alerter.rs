@@ -7,9 +7,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
+use super::config::AlertConfig;
+use super::message::{Alert, Later};
 use super::notifier::{Notifier, NotifierError};
 use super::service::{Cmd, FlushReport, NotifyReport, ON_ALERT_THREAD, Worker};
-use super::{Alert, AlertConfig, Later, plan, store};
+use super::{plan, store};
 use crate::core::time::millis;
 use crate::core::{Event, Level};
 use crate::metrics::{Counter, Metrics};
@@ -169,7 +171,7 @@ impl Alerter {
     /// alerter, or the next one on the same store, delivers it), or `timeout` passes; true when written. Safe on
     /// any thread but the alert thread's own, where it returns false at once.
     pub fn wait_recorded(&self, timeout: Duration) -> bool {
-        if super::on_alert_thread() {
+        if super::service::on_alert_thread() {
             return false;
         }
         let (reply, rx) = std::sync::mpsc::sync_channel(1);

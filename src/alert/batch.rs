@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::Alert;
+use super::message::Alert;
 use super::store::Occurrences;
 
 /// The alerts of one turn of the alert thread, each key once, with its count.

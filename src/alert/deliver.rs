@@ -2,34 +2,13 @@
 //! as a task of its own, and record what became of each: delivered, failed (retried with backoff), delivered
 //! by another replica, or put off while another replica holds the claim.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::claims::Gate;
-use super::notifier::DeliveryError;
+use super::outcome::{Attempt, Outcome};
 use super::service::Worker;
 use super::{plan, store};
 use crate::core::time::millis;
-
-/// A delivery attempt's result, from its task back to the loop.
-pub(super) struct Outcome {
-    message: i64,
-    notifier: String,
-    attempts: u32,
-    claim: String,
-    result: Attempt,
-}
-
-/// What became of one delivery attempt.
-enum Attempt {
-    /// The notifier took it (`coordinated`: under this replica's claim).
-    Delivered { coordinated: bool },
-    /// The notifier refused or failed: retried with backoff.
-    Failed(DeliveryError),
-    /// Another replica delivered it.
-    ByPeer(String),
-    /// Another replica is delivering it (or the claim could not be asked yet): ask again later.
-    Deferred(Duration),
-}
 
 impl Worker {
     pub(super) fn start_due(&mut self, now: i64) {

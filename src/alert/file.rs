@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use lettre::message::Mailbox;
 
-use super::Message;
 use super::config::FileConfig;
-use super::notifier::{DeliveryError, NotifierError, mailbox, mailboxes};
-use super::smtp::build_email;
+use super::error::{DeliveryError, NotifierError};
+use super::message::Message;
+use super::smtp::{build_email, mailbox, mailboxes};
 
 /// Writes messages as `.eml` files.
 pub struct FileNotifier {

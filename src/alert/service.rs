@@ -1,4 +1,4 @@
-//! The alert thread's loop: take commands from the [`super::Alerter`]s, write alerts to the outbox, plan
+//! The alert thread's loop: take commands from the `Alerter`s, write alerts to the outbox, plan
 //! messages, deliver them through every notifier with retries, and answer flush, notify-now and stop requests.
 //!
 //! Each turn of [`Worker::run`] is: wait for work (poll while alerts flow, park after a quiet second), then
@@ -13,9 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::Batch;
 use super::claims::Claims;
-use super::deliver::Outcome;
+use super::config::AlertConfig;
+use super::message::{Alert, Later};
 use super::notifier::Notifier;
-use super::{Alert, AlertConfig, Later, plan, store};
+use super::outcome::Outcome;
+use super::{plan, store};
 use crate::core::time::millis;
 use crate::metrics::{Counter, Metrics};
 use crate::store::Store;

@@ -8,9 +8,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use super::Message;
 use super::config::{SmtpConfig, SmtpTls};
-use super::notifier::{DeliveryError, NotifierError, mailbox, mailboxes};
+use super::error::{DeliveryError, NotifierError};
+use super::message::Message;
 
 /// Sends messages through one SMTP server.
 pub struct SmtpNotifier {
@@ -106,4 +106,24 @@ fn host_name() -> &'static str {
         && h.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if valid { h } else { "tend.localhost" }
+}
+
+/// Parses a list of mailboxes, naming the field of the first bad one.
+pub(super) fn mailboxes(
+    field: &'static str,
+    values: &[String],
+) -> Result<Vec<lettre::message::Mailbox>, NotifierError> {
+    values.iter().map(|v| mailbox(field, v)).collect()
+}
+
+/// Parses one mailbox, naming its field.
+pub(super) fn mailbox(
+    field: &'static str,
+    value: &str,
+) -> Result<lettre::message::Mailbox, NotifierError> {
+    value.parse().map_err(|source| NotifierError::Address {
+        field,
+        value: value.to_string(),
+        source,
+    })
 }

@@ -7,8 +7,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::message::{Alert, Message};
 use super::plan::{Pending, Planned};
-use super::{Alert, Message};
 use crate::core::Level;
 use crate::core::time::from_millis;
 

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::Message;
 use super::config::{WebhookConfig, WebhookFormat};
-use super::notifier::{DeliveryError, NotifierError};
+use super::error::{DeliveryError, NotifierError};
+use super::message::Message;
 use crate::core::Secret;
 
 /// POSTs messages to one URL.

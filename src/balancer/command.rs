@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Balancer;
+use super::edge::Balancer;
 use crate::cloud::{CloudError, CloudFuture, Instance};
 use crate::core::Invalid;
 use crate::core::template::{Template, TemplateError, render_shell};

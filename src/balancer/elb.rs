@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
 use serde::Deserialize;
 
-use super::Balancer;
+use super::edge::Balancer;
 use crate::cloud::aws::{AwsConfig, Classified, sdk_config};
 use crate::cloud::{CloudError, CloudFuture, Instance, Retry};
 use crate::core::Invalid;

@@ -8,25 +8,14 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::cloud::{CloudError, CloudFuture, Instance, Retry};
+use crate::cloud::{CloudError, Retry};
 use crate::core::Invalid;
 
 pub mod command;
+mod edge;
 pub mod elb;
 
-/// Puts instances behind a load balancer and takes them out.
-pub trait Balancer: Send + Sync {
-    /// Adds `instance` (registering one already registered is not an error).
-    fn register<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()>;
-    /// Removes `instance` (removing one not registered is not an error).
-    fn deregister<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()>;
-    /// Removes `instance` and returns once the balancer sends it no more traffic (a deploy calls this before
-    /// changing a host). The default is [`Balancer::deregister`]: a `command` balancer is drained when its
-    /// command ends; `elb` waits out the target group's deregistration delay.
-    fn drain<'a>(&'a self, instance: &'a Instance) -> CloudFuture<'a, ()> {
-        self.deregister(instance)
-    }
-}
+pub use edge::Balancer;
 
 /// `[scale.balancer]`: where new instances are registered; `kind` picks which.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +55,7 @@ pub mod testing {
     //! A recording fake balancer, optionally failing.
 
     use super::*;
+    use crate::cloud::{CloudFuture, Instance};
     use std::sync::Mutex;
 
     /// Records every call as `register ID` / `deregister ID`; fails while `fail` is set.

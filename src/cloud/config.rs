@@ -2,9 +2,9 @@
 
 use serde::Deserialize;
 
-use super::Retry;
 use super::aws::AwsConfig;
 use super::local::LocalConfig;
+use super::retry::Retry;
 use super::sim::SimConfig;
 use crate::core::Invalid;
 
@@ -45,7 +45,7 @@ fn default_prefix() -> String {
     "tend".into()
 }
 
-/// The chosen provider with its settings: what [`super::build`] matches on.
+/// The chosen provider with its settings: what `cloud::build` matches on.
 #[derive(Debug, Clone, Copy)]
 pub enum ProviderKind<'a> {
     /// `provider = "aws"`.

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{CloudError, CloudFuture, Instance, Provider, Series, State};
+use super::provider::{CloudError, CloudFuture, Instance, Provider, Series, State};
 use crate::core::Invalid;
 use crate::core::template::{Template, render_shell};
 

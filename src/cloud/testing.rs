@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::{CloudError, CloudFuture, Instance, Provider, Series, State};
+use super::provider::{CloudError, CloudFuture, Instance, Provider, Series, State};
 
 /// Which call fails next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -105,10 +105,8 @@ impl Cluster {
     }
 
     /// A handle that only reads and writes shared state, for a command-line process that is not a member: it
-    /// registers nothing, campaigns for nothing and holds no lease (so it never leads, and [`Life::Member`]
+    /// registers nothing, campaigns for nothing and holds no lease (so it never leads, and `Life::Member`
     /// puts are refused).
-    ///
-    /// [`Life::Member`]: super::Life::Member
     pub fn observer(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
         let name = config.member_name()?;
         let metrics = Metrics::new();

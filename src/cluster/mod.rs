@@ -10,6 +10,7 @@
 //! with [`Cluster::put_fenced`], which etcd refuses once a newer term exists. Alerts are claimed
 //! ([`Cluster::claim`]) so that every alert is delivered once across replicas.
 
+mod change;
 mod claim;
 mod config;
 mod election;
@@ -31,6 +32,7 @@ mod status;
 mod txn;
 pub mod web;
 
+pub use change::{Guard, Life, Versioned, Write};
 pub use claim::Claim;
 pub use config::{ClusterConfig, MIN_LEASE};
 pub use error::ClusterError;
@@ -41,4 +43,3 @@ pub use inspect::inspect;
 pub use member::{Member, MemberInfo};
 pub use shared::StateMap;
 pub use status::{ClusterStatus, MemberStatus};
-pub use txn::{Guard, Life, Versioned, Write};

@@ -4,72 +4,12 @@
 //! or to take a lock that a deposed leader cannot take or keep.
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{Cluster, ClusterError, Fence};
-
-/// A JSON value read back with what a later guard compares: its mod revision and the lease it is bound to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<T> {
-    /// The value.
-    pub value: T,
-    /// The key's mod revision (0 never occurs for a present key).
-    pub mod_revision: i64,
-    /// The lease the key is bound to (0: none).
-    pub lease: i64,
-}
-
-/// A condition of a [`Cluster::commit`], on a key relative to `state/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Guard {
-    /// The key does not exist.
-    Absent(String),
-    /// The key exists and was last changed at this mod revision.
-    Unchanged(String, i64),
-}
-
-/// How long a [`Write::Put`] lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Life {
-    /// Until overwritten or deleted.
-    Kept,
-    /// Bound to this replica's member lease: it vanishes when this replica does (or is paused past it).
-    Member,
-    /// Bound to a lease of its own of this many seconds.
-    Seconds(i64),
-}
-
-/// One change of a [`Cluster::commit`], on a key relative to `state/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Write {
-    /// Put JSON bytes (see [`Write::put`]).
-    Put {
-        /// The key.
-        key: String,
-        /// The JSON.
-        value: Vec<u8>,
-        /// How long it lives.
-        life: Life,
-    },
-    /// Delete the key (nothing if absent).
-    Delete(String),
-}
-
-impl Write {
-    /// A put of `value` as JSON.
-    pub fn put<T: Serialize>(key: &str, value: &T, life: Life) -> Result<Write, ClusterError> {
-        let value = serde_json::to_vec(value).map_err(|source| ClusterError::Encode {
-            key: key.to_string(),
-            source,
-        })?;
-        Ok(Write::Put {
-            key: key.to_string(),
-            value,
-            life,
-        })
-    }
-}
+pub use super::change::{Guard, Life, Versioned, Write};
+use super::error::ClusterError;
+use super::fence::Fence;
+use super::handle::Cluster;
 
 impl Cluster {
     /// The JSON value at `state/{key}` with its revision and lease, if any.

@@ -4,17 +4,41 @@
 //! [`Gate`], each of those host steps is preceded by a check, and a closed gate stops the host there.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::config::DeployConfig;
 use super::gate::Gate;
 use super::health::{HealthCheck, Unhealthy};
 use super::plan::HostPlan;
 use super::report::{
     FailedStage, HostFailure, HostReport, HostResult, LAST_LINES, Progress, RolloutSink,
 };
-use super::rollout::RolloutOptions;
 use super::ssh::RemoteSession;
 use crate::balancer::Balancer;
+
+/// Timing knobs of a rollout (from `[deploy]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutOptions {
+    /// Time one step may run.
+    pub step_timeout: Duration,
+    /// Time one health request may take.
+    pub health_timeout: Duration,
+    /// Extra health attempts after the first.
+    pub health_retries: u32,
+    /// Pause between health attempts.
+    pub health_interval: Duration,
+}
+
+impl From<&DeployConfig> for RolloutOptions {
+    fn from(c: &DeployConfig) -> Self {
+        RolloutOptions {
+            step_timeout: c.step_timeout,
+            health_timeout: c.health_timeout,
+            health_retries: c.health_retries,
+            health_interval: c.health_interval,
+        }
+    }
+}
 
 /// What one host's work needs: its plan, its session (or why there is none), and the edges.
 pub(super) struct HostWork<'a, S, H> {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,31 +25,8 @@ use super::ssh::{Connector, OpenSsh};
 use super::state::{Action, RolloutState, Verdict};
 use crate::balancer::Balancer;
 
+pub use super::host::RolloutOptions;
 pub use super::report::LAST_LINES;
-
-/// Timing knobs of a rollout (from `[deploy]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RolloutOptions {
-    /// Time one step may run.
-    pub step_timeout: Duration,
-    /// Time one health request may take.
-    pub health_timeout: Duration,
-    /// Extra health attempts after the first.
-    pub health_retries: u32,
-    /// Pause between health attempts.
-    pub health_interval: Duration,
-}
-
-impl From<&DeployConfig> for RolloutOptions {
-    fn from(c: &DeployConfig) -> Self {
-        RolloutOptions {
-            step_timeout: c.step_timeout,
-            health_timeout: c.health_timeout,
-            health_retries: c.health_retries,
-            health_interval: c.health_interval,
-        }
-    }
-}
 
 /// Building the real executors failed.
 #[derive(Debug, thiserror::Error)]

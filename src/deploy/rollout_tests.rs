@@ -7,6 +7,7 @@ use crate::deploy::plan::{DeployContext, build_plan};
 use crate::deploy::ssh::{RemoteSession, SshError};
 use crate::deploy::target::Target;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Fake SSH: a command containing `fail` exits 3 after printing `boom`; `hang` never ends; a host
 /// whose name starts with `down` refuses connections. Every connect and command is logged.

@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::releases::{Holder, HostOutcome, NewRelease, Release, ReleaseEnd};
+use super::release::{Holder, HostOutcome, NewRelease, Release, ReleaseEnd};
 use crate::store::{Store, StoreError};
 
 /// Records a release and takes the lock in one transaction. A lock held by a holder that `alive` says is gone

@@ -8,10 +8,10 @@ use std::sync::Mutex;
 
 use tracing::Metadata;
 
-use super::Level;
 use super::ring::Ring;
 use crate::alert::{Alert, Later};
 use crate::core::Event;
+use crate::core::Level;
 
 /// Buffers kept for reuse: enough for the errors of a few milliseconds of a burst (the alert thread looks at
 /// its queue every 5 ms while alerts flow).

@@ -13,9 +13,12 @@ use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::layer::Context;
 
 use super::capture::Captured;
+use super::config::{LogConfig, LogFormat};
+use super::installed::{INSTALLED, Installed};
 use super::ring::Ring;
-use super::{INSTALLED, Installed, Level, LogConfig, LogFormat, bridge, repeat};
+use super::{bridge, repeat};
 use crate::alert::Alerter;
+use crate::core::Level;
 
 /// The logger's level of a `tracing` event, reading the `notice`/`fatal` marks.
 fn level_of(meta: &Metadata<'_>, marks: &Marks) -> Level {

@@ -18,11 +18,12 @@ use std::sync::{Mutex, Once, TryLockError};
 use std::time::Duration;
 
 use super::capture::write_context;
+use super::installed::INSTALLED;
 use super::layer::inside_layer;
 use super::ring::Ring;
-use super::{INSTALLED, Level};
 use crate::alert::Alert;
 use crate::core::Event;
+use crate::core::Level;
 
 /// How long a panicking thread waits for its alert to reach the outbox.
 pub const PANIC_RECORD_WAIT: Duration = Duration::from_secs(5);

@@ -21,8 +21,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::check::{Capped, Checker, Down, Head, Partial, Phase, Stopwatch, Transport};
+use super::phase::{Down, Partial, Phase, Stopwatch};
 use super::tls;
+use super::transport::{Capped, Head, Transport};
 
 /// Resolves `host` and connects to it (from `source`, when set), trying each address of the right family
 /// in turn. The stopwatch goes from DNS to connect.
@@ -111,7 +112,8 @@ type Connection = http1::Connection<TokioIo<Box<dyn Io>>, Empty<Bytes>>;
 
 /// A fresh connection per request.
 pub(super) struct Fresh<'a> {
-    pub(super) checker: &'a Checker,
+    /// Fresh HTTPS connections' TLS settings (the checker's).
+    pub(super) https: &'a Arc<rustls::ClientConfig>,
     pub(super) source: Option<IpAddr>,
     pub(super) now: SystemTime,
 }
@@ -142,7 +144,7 @@ impl Transport for Fresh<'_> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let tcp = dial(bare, port, self.source, &mut partial.watch).await?;
         let stream: Box<dyn Io> = if url.scheme() == "https" {
-            let https = self.checker.https.clone();
+            let https = self.https.clone();
             Box::new(handshake(https, bare, tcp, partial, self.now).await?)
         } else {
             Box::new(tcp)

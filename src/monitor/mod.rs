@@ -12,6 +12,7 @@ mod fresh;
 pub mod hold;
 pub mod lag;
 pub mod maintenance;
+mod phase;
 mod pooled;
 pub mod probe;
 pub mod quiet;
@@ -26,6 +27,7 @@ pub mod storm;
 pub mod target;
 pub mod tls;
 pub mod tracker;
+mod transport;
 pub mod view;
 pub mod web;
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{Method, Url};
 
-use super::check::{Capped, Checker, CheckerError, Down, Head, Partial, Phase, Transport};
+use super::phase::{Down, Partial, Phase};
 use super::tls;
+use super::transport::{Capped, CheckerError, Head, Transport};
 
 /// The `User-Agent` of every check.
 pub const USER_AGENT: &str = concat!("tend-monitor/", env!("CARGO_PKG_VERSION"));
@@ -30,7 +31,7 @@ pub(super) fn client(tls: rustls::ClientConfig) -> Result<reqwest::Client, Check
 }
 
 /// Requests through the checker's pooled client.
-pub(super) struct Pooled<'a>(pub(super) &'a Checker);
+pub(super) struct Pooled<'a>(pub(super) &'a reqwest::Client);
 
 impl Transport for Pooled<'_> {
     type Rest = reqwest::Response;
@@ -43,7 +44,7 @@ impl Transport for Pooled<'_> {
         partial: &mut Partial,
     ) -> Result<Head<reqwest::Response>, Down> {
         partial.watch.enter(Phase::Ttfb);
-        let mut request = self.0.pooled.request(method.clone(), url.clone());
+        let mut request = self.0.request(method.clone(), url.clone());
         if let Some(headers) = headers {
             request = request.headers(headers.clone());
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
-use super::check::Down;
+use super::phase::Down;
 use crate::core::Invalid;
 use crate::monitor::config::{MonitorConfig, TargetConfig};
 

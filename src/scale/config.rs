@@ -24,7 +24,7 @@ pub struct ScaleConfig {
     /// `[[scale.signal]]`: extra signals (Prometheus queries) with their own high/low; add if any says add,
     /// remove only if all allow it.
     #[serde(default)]
-    pub signal: Vec<super::signal::SignalConfig>,
+    pub signal: Vec<SignalConfig>,
     /// The policy: `high`, `low`, `min`, `max`, `max_step`, `interval`, `window`, `boot_grace`, `predictive`,
     /// `overload_budget`, `saturated`, `surge`, `memory`, `settle`, `history` (see [`PolicyConfig`]).
     #[serde(flatten)]
@@ -203,6 +203,50 @@ impl PolicyConfig {
         }
         if self.surge.is_nan() || self.surge < 1.0 {
             bad("surge", "must be 1 or more".into());
+        }
+        out
+    }
+}
+
+/// `[[scale.signal]]`: one extra signal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Name in decisions and logs ("p99-latency").
+    pub name: String,
+    /// Prometheus base URL, e.g. `http://127.0.0.1:9090` (the query goes to `/api/v1/query`).
+    pub prometheus: String,
+    /// A PromQL query returning one number (a scalar, or a vector whose first sample is used).
+    pub query: String,
+    /// Add instances above this value.
+    pub high: f64,
+    /// Allow removing one only when value·n/(n−1) stays below this.
+    pub low: f64,
+    /// Bound on one query.
+    #[serde(default = "default_signal_timeout", with = "crate::core::duration")]
+    pub timeout: Duration,
+}
+
+fn default_signal_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl SignalConfig {
+    /// Pure checks; `i` is the signal's index in `scale.signal`.
+    pub fn validate(&self, i: usize) -> Vec<Invalid> {
+        let at = |f: &str| format!("scale.signal[{i}].{f}");
+        let mut out = Vec::new();
+        if !(self.prometheus.starts_with("http://") || self.prometheus.starts_with("https://")) {
+            out.push(Invalid::new(
+                at("prometheus"),
+                "must start with http:// or https://",
+            ));
+        }
+        if self.query.trim().is_empty() {
+            out.push(Invalid::new(at("query"), "must not be empty"));
+        }
+        if self.low >= self.high || !self.low.is_finite() || !self.high.is_finite() {
+            out.push(Invalid::new(at("low"), "must be below high"));
         }
         out
     }

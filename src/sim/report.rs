@@ -5,8 +5,8 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::SimError;
 use super::engine::Outcome;
+use super::error::SimError;
 use super::sweep::Sweep;
 
 /// One baseline at tend's own risk: its cheapest swept setting whose overloaded minutes are at most tend's.

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use super::engine::{Outcome, Scenario, simulate};
-use super::{PolicySpec, SimError};
+use super::error::SimError;
+use super::spec::PolicySpec;
 
 /// The settings `--sweep` tries for a baseline (empty for tend and the oracle): a 1-point grid of every threshold.
 pub fn sweep_settings(name: &str) -> Vec<Vec<(String, String)>> {

@@ -7,8 +7,11 @@
 
 use std::time::Duration;
 
+use super::error::SimError;
+use super::spec::PolicySpec;
+use super::sweep::sweep_settings;
 pub use super::traces::*;
-use super::{PolicySpec, SimError, SimOptions, run_values, sweep_settings};
+use super::{SimOptions, run_values};
 
 /// One trace of the generalisation set.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@ use super::baselines::{Act, AwsTargetTracking, K8sHpa, SimPolicy};
 use super::engine::{Outcome, Scenario, oracle, simulate};
 use super::*;
 use crate::cloud::sim::fleet::SimFleet;
+use crate::scale::config::PolicyConfig;
 
 fn scenario(demand: Vec<f64>) -> Scenario {
     Scenario {

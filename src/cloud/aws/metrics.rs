@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::{AwsProvider, Classified};
-use crate::cloud::{CloudError, Series};
+use crate::cloud::provider::{CloudError, Series};
 
 /// Queries per GetMetricData call (CloudWatch's limit).
 const QUERIES_PER_CALL: usize = 500;

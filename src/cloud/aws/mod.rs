@@ -14,7 +14,8 @@ use aws_sdk_ec2::types::{
     TagSpecification,
 };
 
-use super::{CloudError, CloudFuture, Instance, Provider, Retry, Series, State};
+use crate::cloud::provider::{CloudError, CloudFuture, Instance, Provider, Series, State};
+use crate::cloud::retry::Retry;
 
 mod config;
 mod metrics;

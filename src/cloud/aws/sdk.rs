@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::cloud::CloudError;
+use crate::cloud::provider::CloudError;
 
 /// The SDK configuration for `region`, `endpoint_url` and `profile`, with the SDK's retries off.
 pub async fn sdk_config(

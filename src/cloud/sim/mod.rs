@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{CloudError, CloudFuture, Instance, Provider, Series, State};
+use crate::cloud::provider::{CloudError, CloudFuture, Instance, Provider, Series, State};
 use crate::core::Invalid;
 pub mod fleet;
 pub mod trace;
