@@ -216,7 +216,9 @@ impl Sharing {
         let key = format!("monitor/t/{}", target_key(&shared.name));
         match serde_json::to_vec(shared) {
             Ok(value) => _ = self.writes.send((key, value)),
-            Err(error) => tracing::warn!(target_name = %shared.name, %error, "Cannot encode a monitor state"),
+            Err(error) => {
+                tracing::warn!(target_name = %shared.name, %error, "Cannot encode a monitor state")
+            }
         }
     }
 
@@ -225,11 +227,8 @@ impl Sharing {
     pub async fn settle(&self, max: Duration) {
         let me = self.me.clone();
         let mut members = self.members.clone();
-        let _ = tokio::time::timeout(
-            max,
-            members.wait_for(|m| m.iter().any(|m| m.name == me)),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(max, members.wait_for(|m| m.iter().any(|m| m.name == me))).await;
     }
 
     /// Asks `needed() - 1` other replicas (the next in the target's rendezvous order) to check `target` now,
