@@ -16,22 +16,7 @@ impl Cluster {
         &self,
         key: &str,
     ) -> Result<Option<T>, ClusterError> {
-        let full = self.inner.keys.state(key)?;
-        let k = full.clone();
-        let found = self
-            .inner
-            .etcd
-            .call("get", &full, |mut c| {
-                let k = k.clone();
-                async move { c.get(k, None).await }
-            })
-            .await?;
-        match found.kvs().first() {
-            None => Ok(None),
-            Some(kv) => serde_json::from_slice(kv.value())
-                .map(Some)
-                .map_err(|source| ClusterError::Json { key: full, source }),
-        }
+        Ok(self.get_versioned(key).await?.map(|v| v.value))
     }
 
     /// Writes `value` as JSON at `prefix/state/{key}` (no lease: it stays until overwritten or deleted).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::etcd::EtcdCluster;
 use crate::support::moto::Moto;
-use crate::support::replicas::{Replica, agreed_leader, time_until};
+use crate::support::replicas::{Replica, agreed_leader, replica_config, time_until};
 use crate::support::smtp::{Options, SmtpSink};
 use crate::support::target_server::{Mode, TargetServer};
 use crate::support::wait_for;
@@ -35,30 +35,8 @@ impl Rig {
             delay,
             ..Options::default()
         });
-        let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
         let config = format!(
-            r#"[store]
-path = "{{dir}}/tend.db"
-[web]
-listen = "127.0.0.1:{{port}}"
-[alert]
-group_wait = "0s"
-storm_limit = 1000
-retry_initial = "1s"
-retry_max = "2s"
-[[alert.notifier]]
-kind = "smtp"
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-from = "tend@example.com"
-to = ["ops@example.com"]
-[cluster]
-etcd = [{endpoints}]
-name = "{{name}}"
-lease = "{lease}s"
-prefix = "/it"
-[cloud]
+            r#"{head}[cloud]
 provider = "aws"
 prefix = "web"
 [cloud.aws]
@@ -73,9 +51,13 @@ min = 1
 max = 4
 {extra}
 "#,
-            smtp = smtp.port,
-            endpoints = endpoints.join(", "),
-            lease = LEASE.as_secs(),
+            head = replica_config(
+                &etcd,
+                smtp.port,
+                LEASE,
+                "/it",
+                "storm_limit = 1000\nretry_initial = \"1s\"\nretry_max = \"2s\"",
+            ),
             moto = moto.url(),
         );
         Rig {

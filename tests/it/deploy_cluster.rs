@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deploy_e2e::{decode_mail, post_hook, push_body};
 use crate::support::etcd::EtcdCluster;
-use crate::support::replicas::{Replica, agreed_leader};
+use crate::support::replicas::{Replica, agreed_leader, replica_config};
 use crate::support::smtp::SmtpSink;
 use crate::support::sshd::{SshHosts, start_hosts};
 use crate::support::{http_get, run_tend, wait_for};
@@ -44,27 +44,8 @@ impl Rig {
         let smtp = SmtpSink::start();
         let out = tempfile::tempdir().expect("temp dir");
         let steps = steps(&out.path().join("steps.log"));
-        let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
         let config = format!(
-            r#"[store]
-path = "{{dir}}/tend.db"
-[web]
-listen = "127.0.0.1:{{port}}"
-[alert]
-group_wait = "0s"
-[[alert.notifier]]
-kind = "smtp"
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-from = "tend@example.com"
-to = ["ops@example.com"]
-[cluster]
-etcd = [{endpoints}]
-name = "{{name}}"
-lease = "{lease}s"
-prefix = "/it-deploy"
-[deploy]
+            r#"{head}[deploy]
 {login}steps = {steps:?}
 batch = 1
 step_timeout = "30s"
@@ -72,9 +53,7 @@ step_timeout = "30s"
 secret = "{SECRET}"
 branch = "main"
 "#,
-            smtp = smtp.port,
-            endpoints = endpoints.join(", "),
-            lease = LEASE.as_secs(),
+            head = replica_config(&etcd, smtp.port, LEASE, "/it-deploy", ""),
             login = hosts.deploy_login(),
         );
         Rig {

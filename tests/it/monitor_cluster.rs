@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::etcd::EtcdCluster;
 use crate::support::http_get;
-use crate::support::replicas::{Replica, agreed_leader};
+use crate::support::replicas::{Replica, agreed_leader, replica_config};
 use crate::support::smtp::SmtpSink;
 use crate::support::target_server::TargetServer;
 
@@ -40,42 +40,21 @@ impl Rig {
 
     /// A replica's config: `[cluster]`, `[monitor]` with `monitor` lines, and the targets `/t/NAME` for `names`.
     fn config(&self, monitor: &str, names: &[String]) -> String {
-        let endpoints: Vec<String> = self
-            .etcd
-            .endpoints()
-            .iter()
-            .map(|e| format!("{e:?}"))
-            .collect();
         let mut c = format!(
-            r#"[store]
-path = "{{dir}}/tend.db"
-[web]
-listen = "127.0.0.1:{{port}}"
-[alert]
-group_wait = "0s"
-storm_limit = 1000
-[[alert.notifier]]
-kind = "smtp"
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-from = "tend@example.com"
-to = ["ops@example.com"]
-[cluster]
-etcd = [{endpoints}]
-name = "{{name}}"
-lease = "{lease}s"
-prefix = "/mon"
-[monitor]
+            r#"{head}[monitor]
 timeout = "800ms"
 {monitor}
 [monitor.storm]
 share = 1.0
 min_failing = 100000
 "#,
-            smtp = self.smtp.port,
-            endpoints = endpoints.join(", "),
-            lease = LEASE.as_secs(),
+            head = replica_config(
+                &self.etcd,
+                self.smtp.port,
+                LEASE,
+                "/mon",
+                "storm_limit = 1000"
+            ),
         );
         for name in names {
             c += &format!(

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::etcd::EtcdCluster;
 use super::{Tend, free_port, http_get, wait_for};
 
 /// One replica: a `tend run` process.
@@ -149,4 +150,41 @@ pub fn time_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) -
     let start = Instant::now();
     wait_for(what, deadline, || f().then_some(()));
     start.elapsed()
+}
+
+/// The sections every replica of a cluster test shares: `[store]` and `[web]` in its folder and port, `[alert]`
+/// mailing the SMTP sink on `smtp` (`alert` holds extra `[alert]` lines), `[cluster]` on `etcd` with `lease` and
+/// `prefix`. `{dir}`, `{port}` and `{name}` are filled per replica by [`Replica::start`].
+pub fn replica_config(
+    etcd: &EtcdCluster,
+    smtp: u16,
+    lease: Duration,
+    prefix: &str,
+    alert: &str,
+) -> String {
+    let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
+    format!(
+        r#"[store]
+path = "{{dir}}/tend.db"
+[web]
+listen = "127.0.0.1:{{port}}"
+[alert]
+group_wait = "0s"
+{alert}
+[[alert.notifier]]
+kind = "smtp"
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+from = "tend@example.com"
+to = ["ops@example.com"]
+[cluster]
+etcd = [{endpoints}]
+name = "{{name}}"
+lease = "{lease}s"
+prefix = "{prefix}"
+"#,
+        endpoints = endpoints.join(", "),
+        lease = lease.as_secs(),
+    )
 }
