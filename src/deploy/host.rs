@@ -199,7 +199,8 @@ impl<S: RemoteSession, H: HealthCheck> HostWork<'_, S, H> {
     }
 }
 
-/// Runs `steps` in order, each under the step timeout, stopping at the first failure.
+/// Runs `steps` in order, each under the step timeout, stopping at the first failure: in one remote session
+/// when there are several and no gate (see `script.rs`), else one session each.
 async fn run_steps<S: RemoteSession>(
     session: &S,
     name: &str,
@@ -209,6 +210,9 @@ async fn run_steps<S: RemoteSession>(
     gate: Option<&dyn Gate>,
 ) -> Result<(), HostFailure> {
     let timeout = options.step_timeout;
+    if gate.is_none() && steps.len() > 1 && session.runs_scripts() {
+        return super::script::run_combined(session, name, steps, timeout, sink).await;
+    }
     for (index, command) in steps.iter().enumerate() {
         allowed(gate, &format!("step {}", index + 1))?;
         sink.progress(&Progress::StepStarted {

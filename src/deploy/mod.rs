@@ -31,6 +31,7 @@ pub mod releases;
 pub mod report;
 pub mod requests;
 pub mod rollout;
+mod script;
 pub mod service;
 pub mod sink;
 pub mod ssh;

@@ -78,6 +78,22 @@ pub trait RemoteSession: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<i32>, SshError>> + Send;
     /// Closes the session.
     fn close(self) -> impl Future<Output = ()> + Send;
+    /// Whether it runs a POSIX `sh` remotely, so that several steps can go as one script (`deploy/script.rs`);
+    /// false runs them one `run` each.
+    fn runs_scripts(&self) -> bool {
+        false
+    }
+    /// [`RemoteSession::run`] with the remote bound `bound` instead of the step timeout (for a script of steps,
+    /// each bounded inside it).
+    fn run_bounded(
+        &self,
+        command: &str,
+        bound: Duration,
+        line: &mut (dyn FnMut(&str) + Send),
+    ) -> impl Future<Output = Result<Option<i32>, SshError>> + Send {
+        let _ = bound;
+        self.run(command, line)
+    }
 }
 
 /// The system OpenSSH client (`ssh` on PATH), one multiplexed master connection per host.
@@ -160,9 +176,22 @@ pub struct OpenSshSession {
 }
 
 impl RemoteSession for OpenSshSession {
+    fn runs_scripts(&self) -> bool {
+        true
+    }
+
     async fn run(
         &self,
         command: &str,
+        line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Option<i32>, SshError> {
+        self.run_bounded(command, self.step_timeout, line).await
+    }
+
+    async fn run_bounded(
+        &self,
+        command: &str,
+        bound: Duration,
         line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Option<i32>, SshError> {
         let err = |e: openssh::Error| SshError::Run {
@@ -170,7 +199,7 @@ impl RemoteSession for OpenSshSession {
             command: command.to_owned(),
             source: Box::new(e),
         };
-        let remote = bounded_remotely(command, self.step_timeout);
+        let remote = bounded_remotely(command, bound);
         let mut child = self
             .session
             .raw_command(&remote)
@@ -228,6 +257,16 @@ async fn pump(stream: Option<impl AsyncRead + Unpin>, tx: mpsc::UnboundedSender<
             }
         }
     }
+}
+
+/// `command` under `sh`, killed on the host after `timeout` + 2 s where coreutils' `timeout` exists; as one
+/// statement of a script (no `exec`).
+pub fn bounded_step(command: &str, timeout: Duration) -> String {
+    let secs = timeout.as_secs() + 2;
+    let quoted = crate::core::template::shell_quote(command);
+    format!(
+        "if command -v timeout >/dev/null 2>&1; then timeout -k 5 {secs} sh -c {quoted}; else sh -c {quoted}; fi"
+    )
 }
 
 /// The command as sent: under the remote `timeout` (coreutils), a little longer than the local step bound, so

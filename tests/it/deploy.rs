@@ -275,3 +275,56 @@ async fn a_hanging_step_times_out() {
         },
     );
 }
+
+#[tokio::test]
+async fn steps_in_one_session_each_keep_their_own_timeout() {
+    // Three steps go as one script over one session: the first two take longer together than the step timeout
+    // and pass; the third hangs and is timed out on its own, and stopped on the host.
+    let hosts = start_hosts(1);
+    let c = config(
+        &hosts,
+        &[
+            "sleep 1.6; echo one".into(),
+            "sleep 1.6; echo two".into(),
+            "echo started; sleep 20.7".into(),
+        ],
+        "step_timeout = \"3s\"\n",
+    );
+    let started = std::time::Instant::now();
+    let (summary, lines) = run(&c).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (_, failure) = summary.first_failure().unwrap();
+    assert!(
+        matches!(failure.stage, FailedStage::Step { index: 2, .. }),
+        "{:?}",
+        failure.stage
+    );
+    assert_eq!(failure.reason, "timed out after 3s");
+    assert_eq!(failure.last_lines, ["started"]);
+    let seen = lines.0.lock().unwrap().clone();
+    for word in ["one", "two", "started"] {
+        assert!(
+            seen.iter().any(|l| l.ends_with(&format!("| {word}"))),
+            "{seen:?}"
+        );
+    }
+    assert!(
+        !seen.iter().any(|l| l.contains("@@tend-")),
+        "markers are not output: {seen:?}"
+    );
+    crate::support::wait_for(
+        "the remote step to be stopped",
+        std::time::Duration::from_secs(15),
+        || {
+            let out = std::process::Command::new("pgrep")
+                .args(["-f", "sleep 20.7"])
+                .output()
+                .ok()?;
+            out.stdout.is_empty().then_some(())
+        },
+    );
+}
