@@ -365,6 +365,8 @@ impl Orchestrator {
             assessment.booting,
         )
         .await;
+        // A leader deposed while this cycle observed (a pause, a lost lease) neither acts nor records a decision.
+        self.may_act()?;
         let outcome = self.act(&decision, &instances, now).await;
         let report = CycleReport {
             at: now,
