@@ -56,16 +56,26 @@ pub async fn tags_of(sdk: &aws_config::SdkConfig, id: &str) -> BTreeMap<String, 
 }
 
 pub async fn put_cpu(sdk: &aws_config::SdkConfig, id: &str, values: &[(u64, f64)]) {
+    let now = SystemTime::now();
+    let at: Vec<(SystemTime, f64)> = values
+        .iter()
+        .map(|(ago, v)| (now - Duration::from_secs(*ago), *v))
+        .collect();
+    put_cpu_at(sdk, id, &at).await;
+}
+
+/// CPUUtilization points of instance `id` at the given times.
+pub async fn put_cpu_at(sdk: &aws_config::SdkConfig, id: &str, values: &[(SystemTime, f64)]) {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     let cw = aws_sdk_cloudwatch::Client::new(sdk);
     let data = values
         .iter()
-        .map(|(ago, v)| {
+        .map(|(at, v)| {
             MetricDatum::builder()
                 .metric_name("CPUUtilization")
                 .dimensions(Dimension::builder().name("InstanceId").value(id).build())
                 .value(*v)
-                .timestamp((SystemTime::now() - Duration::from_secs(*ago)).into())
+                .timestamp((*at).into())
                 .build()
         })
         .collect();

@@ -2,7 +2,7 @@
 //! provider on paused tokio time.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tend::alert::Alerter;
 use tend::balancer::elb::{ElbBalancer, ElbConfig};
@@ -16,7 +16,7 @@ use tend::scale::store::recent_decisions;
 use tend::scale::{FleetStatus, Orchestrator, Outcome, ScaleConfig};
 use tend::store::Store;
 
-use crate::cloud::{aws, put_cpu, quick_retry, tags_of};
+use crate::cloud::{aws, put_cpu, put_cpu_at, quick_retry, tags_of};
 use crate::support::fault_proxy::Fault;
 
 /// A target group in moto's default VPC.
@@ -322,10 +322,19 @@ async fn sim_step_in_demand_is_met_within_boot_plus_two_intervals_without_oscill
     assert!(last[0] >= 5, "4.5 servers of demand run on {}", last[0]);
 }
 
-/// One minute of CPU per point for the last two hours (oldest first), `load(k)` at the k-th minute.
+/// One minute of CPU per point for the last two hours (oldest first), `load(k)` at the k-th minute. Every point
+/// sits in the middle of a whole minute, so the instances of a fleet line up minute by minute whenever each is
+/// written (CloudWatch averages by whole minutes).
 async fn put_history(sdk: &aws_config::SdkConfig, id: &str, load: impl Fn(u64) -> f64) {
-    let points: Vec<(u64, f64)> = (0..120u64).map(|k| (7200 - 60 * k, load(k))).collect();
-    put_cpu(sdk, id, &points).await;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let newest = SystemTime::UNIX_EPOCH + Duration::from_secs(now - now % 60 - 30);
+    let points: Vec<(SystemTime, f64)> = (0..120u64)
+        .map(|k| (newest - Duration::from_secs(60 * (119 - k)), load(k)))
+        .collect();
+    put_cpu_at(sdk, id, &points).await;
 }
 
 /// `tend scale --once` against moto (through `endpoint`), on the fleet `prefix`; its output and exit code.
