@@ -25,12 +25,19 @@ pub struct EtcdCluster {
     nodes: Vec<Node>,
     initial: String,
     _dir: tempfile::TempDir,
+    /// One etcd cluster at a time in this test binary: the cluster tests time leases and failovers in seconds, and
+    /// two of them (three etcd members and three tend replicas each) beside the rest of the suite starve two cores.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Held by the running etcd cluster (see `EtcdCluster::_turn`).
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl EtcdCluster {
     /// Starts n members (`m1`..`mN`) and waits until every one reports healthy. A missing `etcd` binary
     /// fails the test, with how to install it.
     pub fn start(n: usize) -> EtcdCluster {
+        let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
         let bin = etcd_bin();
         assert!(
             bin.exists(),
@@ -58,6 +65,7 @@ impl EtcdCluster {
             nodes,
             initial,
             _dir: dir,
+            _turn: turn,
         };
         for i in 0..n {
             cluster.spawn(i, "new");
