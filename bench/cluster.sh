@@ -26,13 +26,7 @@ WORK=$(mktemp -d /tmp/tend-cluster-bench.XXXXXX)
 LEASE=5
 declare -A PID
 
-cleanup() {
-    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done   # TERM: nginx stops its workers too
-    sleep 1
-    for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n "${KEEP:-}" ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
+source "$(dirname "$0")/cluster_lib.sh"
 trap cleanup EXIT
 
 [[ -x "$TEND" ]] || { echo "tend binary not found at $TEND: cargo build --release (or TEND=/path)" >&2; exit 2; }
@@ -41,26 +35,10 @@ NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
 [[ -n "$NGINX" ]] || { echo "nginx not found: apt-get install -y nginx" >&2; exit 2; }
 [[ -x "$VENV/bin/moto_server" ]] || { echo "moto not found in $VENV: run scripts/test once" >&2; exit 2; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 3; }
 now_ms() { date +%s%3N; }
 
 # --- etcd, moto, nginx ---------------------------------------------------------------------------------------
-declare -a CPORT PPORT
-INITIAL=""
-for i in 1 2 3; do CPORT[$i]=$(free_port); PPORT[$i]=$(free_port); INITIAL+="m$i=http://127.0.0.1:${PPORT[$i]},"; done
-INITIAL=${INITIAL%,}
-ENDPOINTS=""
-for i in 1 2 3; do
-    etcd --name "m$i" --data-dir "$WORK/m$i.etcd" \
-        --listen-client-urls "http://127.0.0.1:${CPORT[$i]}" --advertise-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-        --listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-        --initial-cluster "$INITIAL" --initial-cluster-state new > "$WORK/m$i.log" 2>&1 &
-    PID[etcd$i]=$!
-    ENDPOINTS+="\"http://127.0.0.1:${CPORT[$i]}\", "
-done
-ENDPOINTS=${ENDPOINTS%, }
-for i in 1 2 3; do wait_http "http://127.0.0.1:${CPORT[$i]}/health"; done
+start_etcd3
 MOTO_PORT=$(free_port)
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$WORK/moto.log" 2>&1 & PID[moto]=$!
 wait_http "http://127.0.0.1:$MOTO_PORT/moto-api/"

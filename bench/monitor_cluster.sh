@@ -30,13 +30,7 @@ TEND=${TEND:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tend}
 WORK=$(mktemp -d /tmp/tend-monitor-cluster.XXXXXX)
 declare -A PID
 
-cleanup() {
-    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done   # TERM: nginx stops its workers too
-    sleep 1
-    for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n "${KEEP:-}" ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
+source "$(dirname "$0")/cluster_lib.sh"
 trap cleanup EXIT
 
 [[ -x "$TEND" ]] || { echo "tend binary not found at $TEND: cargo build --release (or TEND=/path)" >&2; exit 2; }
@@ -44,27 +38,13 @@ command -v etcd >/dev/null || { echo "etcd not found: apt-get install -y etcd-se
 NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
 [[ -n "$NGINX" ]] || { echo "nginx not found: apt-get install -y nginx" >&2; exit 2; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 3; }
 cpu_of() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 metric() { curl -s --max-time 10 "http://127.0.0.1:$1/metrics" \
     | awk -v n="$2" -v l="${3:-}" '$1 ~ "^"n"([{]|$)" && (l == "" || index($1, l)) {s += $2} END {printf "%.10g", s}'; }
 sum() { awk '{s += $1} END {printf "%.2f", s}'; }
 
 # --- etcd and nginx ----------------------------------------------------------------------------------------
-declare -a CPORT PPORT
-INITIAL=""
-for i in 1 2 3; do CPORT[$i]=$(free_port); PPORT[$i]=$(free_port); INITIAL+="m$i=http://127.0.0.1:${PPORT[$i]},"; done
-ENDPOINTS=""
-for i in 1 2 3; do
-    etcd --name "m$i" --data-dir "$WORK/m$i.etcd" \
-        --listen-client-urls "http://127.0.0.1:${CPORT[$i]}" --advertise-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-        --listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-        --initial-cluster "${INITIAL%,}" --initial-cluster-state new > "$WORK/m$i.log" 2>&1 &
-    PID[etcd$i]=$!
-    ENDPOINTS+="\"http://127.0.0.1:${CPORT[$i]}\", "
-done
-for i in 1 2 3; do wait_http "http://127.0.0.1:${CPORT[$i]}/health"; done
+start_etcd3
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -90,7 +70,7 @@ wait_http "http://127.0.0.1:$NGINX_PORT/"
 config() {
     printf '[store]\npath = "%s/%s/tend.db"\n[web]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warning"\n' "$WORK" "$1" "$2"
     if [[ "$3" == 1 ]]; then
-        printf '[cluster]\netcd = [%s]\nname = "%s"\nlease = "%ss"\nprefix = "/bench"\n' "${ENDPOINTS%, }" "$1" "$LEASE"
+        printf '[cluster]\netcd = [%s]\nname = "%s"\nlease = "%ss"\nprefix = "/bench"\n' "$ENDPOINTS" "$1" "$LEASE"
     fi
     printf '[monitor]\ninterval = "%s"\ntimeout = "%s"\nconcurrency = %s\n' "$INTERVAL" "$TIMEOUT" "$CONCURRENCY"
     python3 - "$TARGETS" "$NGINX_PORT" <<'PY'

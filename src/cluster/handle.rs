@@ -43,31 +43,7 @@ impl Cluster {
         if !keys::valid_member_name(&me.name) {
             return Err(ClusterError::InvalidName(me.name));
         }
-        let etcd = Etcd::new(config)?;
-        let inner = Arc::new(Inner {
-            etcd,
-            name: me.name.clone(),
-            keys: Keys::new(&config.prefix),
-            me,
-            session: watch::Sender::new(None),
-            tracker: Mutex::new(HealthTracker::new()),
-            health: watch::Sender::new(Health::Ok),
-            members: watch::Sender::new(Vec::new()),
-            observed: watch::Sender::new(None),
-            leadership: watch::Sender::new(None),
-            events: broadcast::Sender::new(64),
-            leader_gauge: metrics.gauge(
-                "tend_cluster_leader",
-                "1 while this replica leads the cluster, else 0.",
-                &[],
-            ),
-            members_gauge: metrics.gauge(
-                "tend_cluster_members",
-                "Live members of the cluster as this replica sees them.",
-                &[],
-            ),
-            stopped: CancellationToken::new(),
-        });
+        let inner = new_inner(config, me, metrics, 64)?;
         inner.leader_gauge.set(0.0);
         let first = match lease::establish(&inner).await {
             Ok(first) => {
@@ -108,24 +84,9 @@ impl Cluster {
     /// registers nothing, campaigns for nothing and holds no lease (so it never leads, and `Life::Member`
     /// puts are refused).
     pub fn observer(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
-        let name = config.member_name()?;
-        let metrics = Metrics::new();
-        let inner = Arc::new(Inner {
-            etcd: Etcd::new(config)?,
-            keys: Keys::new(&config.prefix),
-            me: MemberInfo::for_config(config, String::new())?,
-            name,
-            session: watch::Sender::new(None),
-            tracker: Mutex::new(HealthTracker::new()),
-            health: watch::Sender::new(Health::Ok),
-            members: watch::Sender::new(Vec::new()),
-            observed: watch::Sender::new(None),
-            leadership: watch::Sender::new(None),
-            events: broadcast::Sender::new(1),
-            leader_gauge: metrics.gauge("tend_cluster_leader", "Unused by an observer.", &[]),
-            members_gauge: metrics.gauge("tend_cluster_members", "Unused by an observer.", &[]),
-            stopped: CancellationToken::new(),
-        });
+        let mut me = MemberInfo::for_config(config, String::new())?;
+        me.name = config.member_name()?;
+        let inner = new_inner(config, me, &Metrics::new(), 1)?;
         inner.stopped.cancel();
         Ok(Cluster { inner })
     }
@@ -179,4 +140,37 @@ impl Cluster {
     pub async fn stopped(&self) {
         self.inner.stopped.cancelled().await;
     }
+}
+
+/// The shared state of a handle for `me`, its gauges registered in `metrics`, with room for `events` events.
+fn new_inner(
+    config: &ClusterConfig,
+    me: MemberInfo,
+    metrics: &Metrics,
+    events: usize,
+) -> Result<Arc<Inner>, ClusterError> {
+    Ok(Arc::new(Inner {
+        etcd: Etcd::new(config)?,
+        name: me.name.clone(),
+        keys: Keys::new(&config.prefix),
+        me,
+        session: watch::Sender::new(None),
+        tracker: Mutex::new(HealthTracker::new()),
+        health: watch::Sender::new(Health::Ok),
+        members: watch::Sender::new(Vec::new()),
+        observed: watch::Sender::new(None),
+        leadership: watch::Sender::new(None),
+        events: broadcast::Sender::new(events),
+        leader_gauge: metrics.gauge(
+            "tend_cluster_leader",
+            "1 while this replica leads the cluster, else 0.",
+            &[],
+        ),
+        members_gauge: metrics.gauge(
+            "tend_cluster_members",
+            "Live members of the cluster as this replica sees them.",
+            &[],
+        ),
+        stopped: CancellationToken::new(),
+    }))
 }

@@ -76,14 +76,25 @@ impl Cluster {
         &self,
         key_prefix: &str,
     ) -> Result<Vec<(String, T)>, ClusterError> {
+        self.list_with(key_prefix, GetOptions::new().with_prefix())
+            .await
+    }
+
+    /// The JSON values under `state/{key_prefix}` that `options` (a prefix range, plus any order and limit)
+    /// selects, each with its key relative to `state/`.
+    pub(super) async fn list_with<T: DeserializeOwned>(
+        &self,
+        key_prefix: &str,
+        options: GetOptions,
+    ) -> Result<Vec<(String, T)>, ClusterError> {
         let range = self.inner.keys.state_range(key_prefix)?;
         let r = range.clone();
         let found = self
             .inner
             .etcd
             .call("list", &range, |mut c| {
-                let r = r.clone();
-                async move { c.get(r, Some(GetOptions::new().with_prefix())).await }
+                let (r, o) = (r.clone(), options.clone());
+                async move { c.get(r, Some(o)).await }
             })
             .await?;
         let mut out = Vec::with_capacity(found.kvs().len());
@@ -94,13 +105,8 @@ impl Cluster {
                     key: full.clone(),
                     source,
                 })?;
-            let key = self
-                .inner
-                .keys
-                .state_key(&full)
-                .unwrap_or(&full)
-                .to_string();
-            out.push((key, value));
+            let key = self.inner.keys.state_key(&full).unwrap_or(&full);
+            out.push((key.to_string(), value));
         }
         Ok(out)
     }

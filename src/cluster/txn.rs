@@ -45,32 +45,11 @@ impl Cluster {
         key_prefix: &str,
         limit: i64,
     ) -> Result<Vec<(String, T)>, ClusterError> {
-        let range = self.inner.keys.state_range(key_prefix)?;
-        let r = range.clone();
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Key, SortOrder::Descend)
             .with_limit(limit);
-        let found = self
-            .inner
-            .etcd
-            .call("list", &range, |mut c| {
-                let (r, o) = (r.clone(), options.clone());
-                async move { c.get(r, Some(o)).await }
-            })
-            .await?;
-        let mut out = Vec::with_capacity(found.kvs().len());
-        for kv in found.kvs() {
-            let full = String::from_utf8_lossy(kv.key()).into_owned();
-            let value =
-                serde_json::from_slice(kv.value()).map_err(|source| ClusterError::Json {
-                    key: full.clone(),
-                    source,
-                })?;
-            let key = self.inner.keys.state_key(&full).unwrap_or(&full);
-            out.push((key.to_string(), value));
-        }
-        Ok(out)
+        self.list_with(key_prefix, options).await
     }
 
     /// Applies `writes` at once if every guard holds and, with `fence`, while its term is current (checked here
