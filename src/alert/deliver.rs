@@ -24,6 +24,11 @@ impl Worker {
             if self.inflight.contains(&key) {
                 continue;
             }
+            // In a cluster, one delivery at a time per notifier: a replica that dies between a server taking a
+            // mail and the claim being marked done leaves at most that one mail to be sent again.
+            if self.claims.is_some() && self.inflight.iter().any(|(_, n)| *n == d.notifier) {
+                continue;
+            }
             let Some((_, notifier)) = self.notifiers.iter().find(|(n, _)| *n == d.notifier) else {
                 // The notifier was removed from the config: record that instead of retrying forever.
                 let _ = self.store.blocking(|c| {
